@@ -1,0 +1,139 @@
+"""``/api/v1/conversations``: create, read, and post user messages."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from bot.api.errors import ApiError
+from bot.api.keys import SERVICE, SETTINGS
+from bot.api.routes import Route
+from bot.api.schemas import (
+    ConversationOut,
+    CreateConversation,
+    HandoffOut,
+    MessageResult,
+    PostMessage,
+    TurnOut,
+)
+from bot.conversation_service import ConversationClosed
+from bot.store.conversations import ConversationNotFound
+from bot.store.records import Customer
+
+M = TypeVar("M", bound=BaseModel)
+
+_ID_CHARS = frozenset("0123456789abcdef")
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    if request.content_type not in ("application/json", ""):
+        raise ApiError(
+            415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
+        )
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    return model.model_validate_json(raw)
+
+
+def _conversation_id(request: web.Request) -> str:
+    cid = request.match_info["conversation_id"]
+    if len(cid) != 32 or not set(cid) <= _ID_CHARS:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r:.60} not found")
+    return cid
+
+
+async def create_conversation(request: web.Request) -> web.Response:
+    body = await _body(request, CreateConversation)
+    c = body.customer
+    customer = Customer(c.name, c.phone, str(c.email) if c.email else None) if c else None
+    conv = await request.app[SERVICE].start(body.channel, customer, body.metadata)
+    out = ConversationOut.of(conv, with_transcript=True)
+    return web.json_response(
+        out.model_dump(mode="json"),
+        status=201,
+        headers={"Location": f"/api/v1/conversations/{conv.id}"},
+    )
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    cid = _conversation_id(request)
+    conv = await request.app[SERVICE].get(cid)
+    if conv is None:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r} not found")
+    return web.json_response(ConversationOut.of(conv, with_transcript=True).model_dump(mode="json"))
+
+
+async def post_message(request: web.Request) -> web.Response:
+    cid = _conversation_id(request)
+    body = await _body(request, PostMessage)
+    limit = request.app[SETTINGS].limits.max_message_chars
+    if len(body.text) > limit:
+        raise ApiError(
+            422,
+            "message_too_long",
+            f"text is {len(body.text)} characters; the limit is {limit}",
+            [{"field": "text", "message": f"at most {limit} characters"}],
+        )
+    if not body.text.strip():
+        raise ApiError(422, "empty_message", "text is blank")
+    try:
+        ex = await request.app[SERVICE].handle_user_message(
+            cid,
+            body.text,
+            client_message_id=body.client_message_id,
+            asr_confidence=body.asr_confidence,
+        )
+    except ConversationNotFound as exc:
+        raise ApiError(404, "conversation_not_found", str(exc)) from exc
+    except ConversationClosed as exc:
+        raise ApiError(409, "conversation_closed", str(exc)) from exc
+    out = MessageResult(
+        conversation_id=cid,
+        user_turn=TurnOut.of(ex.user_turn),
+        replies=[TurnOut.of(t) for t in ex.replies],
+        handoff=HandoffOut(**ex.handoff.as_data()) if ex.handoff else None,
+        duplicate=ex.duplicate,
+    )
+    return web.json_response(out.model_dump(mode="json"))
+
+
+_ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
+    400: ("malformed JSON", None),
+    413: ("body too large", None),
+    415: ("not JSON", None),
+    422: ("invalid fields", None),
+}
+
+ROUTES = [
+    Route(
+        "POST",
+        "/api/v1/conversations",
+        create_conversation,
+        "Start a conversation",
+        body=CreateConversation,
+        responses={201: ("created", ConversationOut), **_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/api/v1/conversations/{conversation_id}",
+        get_conversation,
+        "Read a conversation with its transcript and events",
+        responses={200: ("the conversation", ConversationOut), 404: ("unknown id", None)},
+    ),
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/messages",
+        post_message,
+        "Post a user message and get the bot's replies",
+        body=PostMessage,
+        responses={
+            200: ("the stored user turn and the bot's replies", MessageResult),
+            404: ("unknown id", None),
+            409: ("conversation closed", None),
+            **_ERRORS,
+        },
+    ),
+]

@@ -1,0 +1,157 @@
+"""Request and response bodies of the public API (pydantic; the OpenAPI document is built
+from these same models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from bot.events import Channel
+from bot.store.records import Conversation, Turn
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CustomerIn(_Strict):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=40)
+    email: EmailStr | None = None
+
+
+class CreateConversation(_Strict):
+    channel: Channel = Field(Channel.API, description="webchat, voice or api")
+    customer: CustomerIn | None = None
+    metadata: dict[str, Any] | None = Field(None, description="free-form context, stored as is")
+
+
+class PostMessage(_Strict):
+    text: str = Field(..., min_length=1, description="what the user said or typed")
+    client_message_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="client-chosen id; posting the same id again returns the stored answer",
+    )
+    asr_confidence: float | None = Field(None, ge=0, le=1, description="voice channels only")
+
+
+class ButtonOut(BaseModel):
+    title: str
+    payload: str
+
+
+class TurnOut(BaseModel):
+    seq: int
+    role: str = Field(description="user, bot, agent or system")
+    text: str | None
+    created_at: datetime
+    buttons: list[ButtonOut] | None = None
+    image: str | None = None
+    custom: dict[str, Any] | None = None
+    intent: str | None = None
+    intent_confidence: float | None = None
+    asr_confidence: float | None = None
+    client_message_id: str | None = None
+
+    @classmethod
+    def of(cls, t: Turn) -> TurnOut:
+        p = t.payload or {}
+        return cls(
+            seq=t.seq,
+            role=t.role,
+            text=t.text,
+            created_at=t.created_at,
+            buttons=[ButtonOut(**b) for b in p["buttons"]] if p.get("buttons") else None,
+            image=p.get("image"),
+            custom=p.get("custom"),
+            intent=t.intent,
+            intent_confidence=t.intent_confidence,
+            asr_confidence=t.asr_confidence,
+            client_message_id=t.client_message_id,
+        )
+
+
+class CustomerOut(BaseModel):
+    name: str | None
+    phone: str | None
+    email: str | None
+
+
+class EventOut(BaseModel):
+    type: str
+    data: dict[str, Any] | None
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: str
+    channel: str
+    status: str = Field(description="active, handoff_requested or closed")
+    customer: CustomerOut
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    turn_count: int
+    transcript: list[TurnOut] | None = None
+    events: list[EventOut] | None = None
+
+    @classmethod
+    def of(cls, c: Conversation, *, with_transcript: bool) -> ConversationOut:
+        return cls(
+            id=c.id,
+            channel=c.channel,
+            status=c.status,
+            customer=CustomerOut(
+                name=c.customer.name, phone=c.customer.phone, email=c.customer.email
+            ),
+            metadata=c.metadata,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            turn_count=c.turn_count,
+            transcript=[TurnOut.of(t) for t in c.turns] if with_transcript else None,
+            events=[EventOut(type=e.type, data=e.data, created_at=e.created_at) for e in c.events]
+            if with_transcript
+            else None,
+        )
+
+
+class HandoffOut(BaseModel):
+    reason: str
+    skill: str | None
+    detail: str | None
+
+
+class MessageResult(BaseModel):
+    conversation_id: str
+    user_turn: TurnOut
+    replies: list[TurnOut]
+    handoff: HandoffOut | None = None
+    duplicate: bool = Field(False, description="true when client_message_id was seen before")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ReadyCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, ReadyCheck]

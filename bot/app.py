@@ -1,0 +1,68 @@
+"""The bot service's aiohttp application: ``create_app(settings) -> web.Application``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from bot.api import conversations, health
+from bot.api.errors import MAX_BODY_KEY, error_middleware
+from bot.api.keys import RASA, SERVICE, SETTINGS, STORE
+from bot.api.openapi import build_openapi
+from bot.api.routes import register
+from bot.config import Settings
+from bot.conversation_service import ConversationService
+from bot.rasa_client import RasaClient
+from bot.store import SqlConversationStore, create_engine, migrate
+
+log = structlog.get_logger("bot.app")
+
+ROUTES = [*health.ROUTES, *conversations.ROUTES]
+OPENAPI = web.AppKey("openapi", dict)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[MAX_BODY_KEY] = settings.limits.max_body_bytes
+    app[OPENAPI] = build_openapi(ROUTES, settings.server.base_url)
+    register(app, ROUTES)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = create_engine(settings.database_url, echo=settings.database.echo)
+    try:
+        await migrate(engine)
+        store = SqlConversationStore(engine)
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30)
+        ) as http:
+            rasa = RasaClient(
+                http, settings.rasa.base_url, settings.rasa_token(), settings.rasa.timeout_s
+            )
+            app[STORE] = store
+            app[RASA] = rasa
+            app[SERVICE] = ConversationService(store, rasa)
+            log.info(
+                "bot.started",
+                url=settings.server.base_url,
+                database=engine.url.render_as_string(hide_password=True),
+                rasa=rasa.base_url,
+            )
+            yield
+    finally:
+        await engine.dispose()
+        log.info("bot.stopped")

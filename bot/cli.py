@@ -1,0 +1,177 @@
+"""The ``receptionist`` command. Parses arguments, loads settings once, and calls the
+function for the subcommand with explicit values (no namespace threaded through the code)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+
+
+def _serve(settings: Settings) -> int:
+    from aiohttp import web
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.app import create_app
+    from bot.logs import configure_logging
+    from bot.store import DatabaseConfigError
+
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.server.host,
+            port=settings.server.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except DatabaseConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as exc:
+        where = f"{settings.server.host}:{settings.server.port}"
+        if isinstance(exc, OSError) and exc.errno in (
+            errno.EADDRINUSE,
+            errno.EACCES,
+            errno.EADDRNOTAVAIL,
+        ):
+            print(
+                f"error: cannot listen on {where} ({exc}); set server.port in "
+                "receptionist.toml or RECEPTIONIST_SERVER__PORT",
+                file=sys.stderr,
+            )
+        else:
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(settings.database_url).render_as_string(hide_password=True)
+            print(
+                f"error: the database at {shown} (database.url) cannot be used: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+        return 1
+    return 0
+
+
+def _up(settings: Settings, config_file: Path | None) -> int:
+    from bot.logs import configure_logging
+    from bot.nlu_model import TrainingError
+    from bot.rasa_runtime import RasaNotInstalled
+    from bot.supervisor import StartupError, run_up
+
+    configure_logging("warning", settings.logging.format)
+    try:
+        return asyncio.run(run_up(settings, config_file))
+    except (StartupError, TrainingError, RasaNotInstalled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _train(settings: Settings, force: bool) -> int:
+    from bot.nlu_model import TrainingError, ensure_model
+    from bot.rasa_runtime import RasaNotInstalled
+
+    try:
+        path = ensure_model(settings, force=force)
+    except (TrainingError, RasaNotInstalled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _doctor(settings: Settings) -> int:
+    from bot.doctor import print_report, run_checks
+
+    return print_report(asyncio.run(run_checks(settings)))
+
+
+def _chat(settings: Settings, url: str | None) -> int:
+    from bot.chat import run_chat
+
+    try:
+        return asyncio.run(run_chat(url or settings.server.base_url))
+    except KeyboardInterrupt:
+        print()
+        return 0
+
+
+def _db_upgrade(settings: Settings) -> int:
+    from bot.store.engine import create_engine, current_revision, migrate
+
+    async def go() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    print(f"database at revision {asyncio.run(go())}")
+    return 0
+
+
+def _bench_api(settings: Settings, url: str | None, messages: int) -> int:
+    from bot.bench import bench_api
+
+    res = asyncio.run(bench_api(url or settings.server.base_url, messages))
+    print(f"message round trip over {int(res['messages'])} messages (bot service + Rasa):")
+    for key in ("median_ms", "p95_ms", "min_ms", "max_ms"):
+        print(f"  {key:<10} {res[key]:8.1f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="receptionist", description=__doc__)
+    p.add_argument("--config", type=Path, help="config file (default: receptionist.toml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("up", help="start Rasa, its action server and the bot service; print URLs")
+    sub.add_parser("serve", help="run the bot service only (Rasa must be running)")
+    chat = sub.add_parser("chat", help="talk to the bot in the terminal")
+    chat.add_argument("--url", help="bot service URL (default from config)")
+    nlu = sub.add_parser("nlu", help="conversation designer tools")
+    nlu_sub = nlu.add_subparsers(dest="nlu_command", required=True, metavar="NLU_COMMAND")
+    train = nlu_sub.add_parser("train", help="train the Rasa model if the data changed")
+    train.add_argument("--force", action="store_true", help="train even if up to date")
+    sub.add_parser("doctor", help="check dependencies and models; print fixes")
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    db_sub.add_parser("upgrade", help="apply database migrations")
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    api = bench_sub.add_parser("api", help="message round trip through a running service")
+    api.add_argument("--url", help="bot service URL (default from config)")
+    api.add_argument("--messages", type=int, default=50)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    commands: dict[str, Callable[[], int]] = {
+        "up": lambda: _up(settings, args.config),
+        "serve": lambda: _serve(settings),
+        "chat": lambda: _chat(settings, args.url),
+        "doctor": lambda: _doctor(settings),
+    }
+    if args.command == "nlu":
+        return _train(settings, args.force)
+    if args.command == "db":
+        return _db_upgrade(settings)
+    if args.command == "bench":
+        return _bench_api(settings, args.url, args.messages)
+    return commands[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Configuration: one TOML file plus environment overrides, validated once at start-up.
+
+Resolution order (highest first):
+1. environment variables ``RECEPTIONIST_<SECTION>__<KEY>`` (e.g. ``RECEPTIONIST_SERVER__PORT``);
+2. the config file: ``$RECEPTIONIST_CONFIG``, else ``receptionist.toml`` in the project home;
+3. the defaults below.
+
+Relative paths are resolved against the project home (``$RECEPTIONIST_HOME`` or the current
+directory). A bad value raises :class:`ConfigError`, whose message names the key and its source.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "RECEPTIONIST_"
+CONFIG_FILE_NAME = "receptionist.toml"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad key and where it came from."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str | None = Field(
+        None, description="URL the service is reached at, if not http://host:port"
+    )
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/receptionist.db",
+    )
+    echo: bool = False
+
+
+class RasaSettings(_Section):
+    url: str | None = Field(None, description="Rasa server URL; default http://127.0.0.1:<port>")
+    port: int = Field(5005, ge=1, le=65535)
+    actions_port: int = Field(5055, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        None, description="Rasa HTTP API token; default: generated into <data_dir>/secrets"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    project_dir: Path = Path("nlu-data")
+    model_dir: Path = Path("models/rasa")
+    venv: Path = Path(".venv-rasa")
+    manage: bool = Field(True, description="`receptionist up` starts Rasa and its action server")
+    startup_timeout_s: float = Field(300.0, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+
+class LimitsSettings(_Section):
+    max_message_chars: int = Field(5000, ge=1, le=100_000)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+
+
+class Settings(BaseSettings):
+    """All settings of one receptionist installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    home: Path = Field(default_factory=Path.cwd)
+    data_dir: Path = Path("var")
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    rasa: RasaSettings = RasaSettings()
+    limits: LimitsSettings = LimitsSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+    # -- derived paths -------------------------------------------------------------------
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the project home."""
+        return p if p.is_absolute() else (self.home / p)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_path / 'receptionist.db'}"
+
+    @property
+    def rasa_project(self) -> Path:
+        return self.path(self.rasa.project_dir)
+
+    @property
+    def rasa_models(self) -> Path:
+        return self.path(self.rasa.model_dir)
+
+    @property
+    def rasa_venv(self) -> Path:
+        return self.path(self.rasa.venv)
+
+    def rasa_token(self) -> str:
+        """The Rasa API token: configured, or generated once into the data dir (mode 0600)."""
+        if self.rasa.token is not None:
+            return self.rasa.token.get_secret_value()
+        path = self.data_path / "secrets" / "rasa-token"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+
+def _config_file(home: Path, explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit if explicit.is_absolute() else home / explicit
+    env = os.environ.get(ENV_PREFIX + "CONFIG")
+    if env:
+        return Path(env) if Path(env).is_absolute() else home / env
+    default = home / CONFIG_FILE_NAME
+    return default if default.exists() else None
+
+
+def _key_source(loc: tuple[Any, ...], file: Path | None) -> str:
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+    if env_name in os.environ:
+        return f"environment variable {env_name}"
+    return f"config file {file}" if file else "defaults"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings; raise :class:`ConfigError` naming every bad key."""
+    home = Path(os.environ.get(ENV_PREFIX + "HOME") or Path.cwd()).resolve()
+    file = _config_file(home, config_file)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {file}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
+        unknown = set(data) - set(Settings.model_fields)
+        if unknown:
+            raise ConfigError(
+                f"config file {file}: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known sections: {', '.join(sorted(Settings.model_fields))}"
+            )
+    data.setdefault("home", home)
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {err['msg']}{shown} [from {_key_source(err['loc'], file)}]")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,260 @@
+"""The channel-agnostic conversation service.
+
+One conversation per visitor or call, whatever the channel. A user message goes to Rasa (the
+dialogue via the REST webhook and, in parallel, ``/model/parse`` for the intent and confidence
+the service records); the user turn and the bot's replies are stored together in one
+transaction. When Rasa fails the user gets a short apology, the conversation is marked for
+handoff and the failure is recorded as an event: nothing raises past this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from bot.events import (
+    BotReply,
+    Channel,
+    ConversationStatus,
+    DependencyDown,
+    DialogueOutcome,
+    HandoffReason,
+    HandoffRequested,
+    NluResult,
+    Role,
+)
+from bot.rasa_client import RasaError
+from bot.store.conversations import ConversationNotFound
+from bot.store.records import Conversation, Customer, NewEvent, NewTurn, Turn
+
+log = structlog.get_logger("bot.conversation")
+
+APOLOGY = (
+    "Sorry, I'm having trouble answering right now. "
+    "I've asked a colleague to pick up this conversation."
+)
+
+
+class Dialogue(Protocol):
+    """What the service needs from a dialogue engine (Rasa)."""
+
+    async def send_message(
+        self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> list[BotReply]: ...
+
+    async def parse(self, text: str) -> NluResult: ...
+
+
+class ConversationStore(Protocol):
+    async def create(
+        self, channel: str, status: str, customer: Customer, metadata: dict[str, Any] | None
+    ) -> Conversation: ...
+
+    async def get(
+        self, conversation_id: str, *, with_turns: bool = True
+    ) -> Conversation | None: ...
+
+    async def exchange_for(self, conversation_id: str, client_message_id: str) -> list[Turn]: ...
+
+    async def append(
+        self,
+        conversation_id: str,
+        turns: list[NewTurn],
+        events: list[NewEvent] = ...,
+        status: str | None = None,
+    ) -> list[Turn]: ...
+
+
+class ConversationClosed(Exception):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation {conversation_id!r} is closed")
+        self.conversation_id = conversation_id
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """The stored result of one user message."""
+
+    conversation_id: str
+    user_turn: Turn
+    replies: tuple[Turn, ...]
+    handoff: HandoffRequested | None
+    duplicate: bool = False
+
+
+def handoff_from_replies(replies: tuple[BotReply, ...]) -> HandoffRequested | None:
+    """A reply with a custom payload ``{"handoff": {"reason", "skill"}}`` asks for a human."""
+    for r in replies:
+        spec = (r.custom or {}).get("handoff")
+        if spec is None:
+            continue
+        spec = spec if isinstance(spec, dict) else {}
+        raw = str(spec.get("reason") or HandoffReason.BOT_REQUEST.value)
+        reason = (
+            HandoffReason(raw)
+            if raw in HandoffReason.__members__.values()
+            else HandoffReason.BOT_REQUEST
+        )
+        skill = spec.get("skill")
+        return HandoffRequested(
+            reason=reason,
+            skill=str(skill) if skill else None,
+            detail=None if reason.value == raw else raw,
+        )
+    return None
+
+
+class ConversationService:
+    def __init__(self, store: ConversationStore, dialogue: Dialogue) -> None:
+        self._store = store
+        self._dialogue = dialogue
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def start(
+        self,
+        channel: Channel,
+        customer: Customer | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Conversation:
+        conv = await self._store.create(
+            channel.value, ConversationStatus.ACTIVE.value, customer or Customer(), metadata
+        )
+        log.info("conversation.created", conversation_id=conv.id, channel=channel.value)
+        return conv
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        return await self._store.get(conversation_id)
+
+    def _lock(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def handle_user_message(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        client_message_id: str | None = None,
+        asr_confidence: float | None = None,
+    ) -> Exchange:
+        """Run one user message through the dialogue and store it with the replies.
+
+        Raises :class:`ConversationNotFound` or :class:`ConversationClosed`; a dialogue
+        failure is not raised but turned into an apology and a handoff request.
+        """
+        async with self._lock(conversation_id):
+            conv = await self._store.get(conversation_id, with_turns=False)
+            if conv is None:
+                raise ConversationNotFound(conversation_id)
+            if conv.status == ConversationStatus.CLOSED:
+                raise ConversationClosed(conversation_id)
+            if client_message_id is not None:
+                previous = await self._store.exchange_for(conversation_id, client_message_id)
+                if previous:
+                    log.info(
+                        "conversation.message.duplicate",
+                        conversation_id=conversation_id,
+                        client_message_id=client_message_id,
+                    )
+                    return Exchange(
+                        conversation_id, previous[0], tuple(previous[1:]), None, duplicate=True
+                    )
+
+            outcome = await self._run_dialogue(conv, text)
+            turns = [
+                NewTurn(
+                    role=Role.USER,
+                    text=text,
+                    intent=outcome.nlu.intent if outcome.nlu else None,
+                    intent_confidence=outcome.nlu.confidence if outcome.nlu else None,
+                    asr_confidence=asr_confidence,
+                    client_message_id=client_message_id,
+                )
+            ]
+            turns += [
+                NewTurn(
+                    role=Role.BOT,
+                    text=r.text,
+                    payload=r.payload(),
+                    latency_ms=outcome.rasa_latency_ms,
+                )
+                for r in outcome.replies
+            ]
+            events = [NewEvent("dependency_down", f.as_data()) for f in outcome.failures]
+            status = None
+            if outcome.handoff is not None:
+                events.append(NewEvent("handoff_requested", outcome.handoff.as_data()))
+                status = ConversationStatus.HANDOFF_REQUESTED.value
+            stored = await self._store.append(conversation_id, turns, events, status)
+
+        if outcome.handoff is not None:
+            log.warning(
+                "conversation.handoff_requested",
+                conversation_id=conversation_id,
+                **outcome.handoff.as_data(),
+            )
+        return Exchange(conversation_id, stored[0], tuple(stored[1:]), outcome.handoff)
+
+    async def _run_dialogue(self, conv: Conversation, text: str) -> DialogueOutcome:
+        started = time.perf_counter()
+        metadata = {"channel": conv.channel, "conversation_id": conv.id}
+        send, parse = await asyncio.gather(
+            self._dialogue.send_message(conv.id, text, metadata),
+            self._dialogue.parse(text),
+            return_exceptions=True,
+        )
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+
+        failures: list[DependencyDown] = []
+        nlu: NluResult | None = None
+        if isinstance(parse, NluResult):
+            nlu = parse
+        elif isinstance(parse, RasaError):
+            failures.append(DependencyDown("rasa", parse.code, parse.message))
+            log.warning("rasa.parse.failed", conversation_id=conv.id, code=parse.code)
+        elif isinstance(parse, BaseException):
+            raise parse
+
+        if isinstance(send, BaseException) and not isinstance(send, RasaError):
+            raise send
+        if isinstance(send, RasaError):
+            failures.append(DependencyDown("rasa", send.code, send.message))
+            log.error(
+                "rasa.webhook.failed",
+                conversation_id=conv.id,
+                code=send.code,
+                error=send.message,
+                latency_ms=latency_ms,
+            )
+            return DialogueOutcome(
+                nlu=nlu,
+                replies=(BotReply(text=APOLOGY),),
+                handoff=HandoffRequested(HandoffReason.DEPENDENCY_DOWN, detail=send.code),
+                failures=tuple(failures),
+                rasa_latency_ms=latency_ms,
+            )
+
+        replies = tuple(send)
+        log.info(
+            "rasa.turn",
+            conversation_id=conv.id,
+            intent=nlu.intent if nlu else None,
+            confidence=nlu.confidence if nlu else None,
+            replies=len(replies),
+            latency_ms=latency_ms,
+        )
+        return DialogueOutcome(
+            nlu=nlu,
+            replies=replies,
+            handoff=handoff_from_replies(replies),
+            failures=tuple(failures),
+            rasa_latency_ms=latency_ms,
+        )

@@ -1,0 +1,245 @@
+"""``receptionist up``: start the Rasa action server, the Rasa server and the bot service,
+wait until they are ready, print every endpoint, and stop them all cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+from bot.config import Settings
+from bot.nlu_model import ensure_model
+from bot.rasa_client import RasaClient, RasaError
+from bot.rasa_runtime import actions_command, rasa_env, server_command
+
+
+class StartupError(Exception):
+    pass
+
+
+@dataclass
+class ManagedProcess:
+    """One child process in its own process group, its output to a log file or ours."""
+
+    name: str
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    log_path: Path | None = None
+    proc: asyncio.subprocess.Process | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    async def start(self) -> None:
+        out: IO[bytes] | None = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = out = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.cmd,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def stop(self, grace_s: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), grace_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(settings: Settings) -> None:
+    wanted = {"server.port": (settings.server.host, settings.server.port)}
+    if settings.rasa.manage:
+        wanted["rasa.port"] = ("127.0.0.1", settings.rasa.port)
+        wanted["rasa.actions_port"] = ("127.0.0.1", settings.rasa.actions_port)
+    busy = [f"{key}={port}" for key, (host, port) in wanted.items() if not port_free(port, host)]
+    if busy:
+        raise StartupError(
+            f"port(s) already in use: {', '.join(busy)}. Stop the other process (is the "
+            "receptionist already running?) or choose other ports in receptionist.toml or "
+            "with RECEPTIONIST_SERVER__PORT / RECEPTIONIST_RASA__PORT / "
+            "RECEPTIONIST_RASA__ACTIONS_PORT."
+        )
+
+
+def endpoints_banner(settings: Settings) -> str:
+    base = settings.server.base_url
+    lines = [
+        "",
+        "receptionist is up. Endpoints:",
+        f"  webchat demo & desk   {base}/",
+        f"  HTTP API              {base}/api/v1/conversations",
+        f"  OpenAPI document      {base}/api/v1/openapi.json",
+        f"  health / readiness    {base}/healthz   {base}/readyz",
+        f"  Rasa server (local)   {settings.rasa.base_url}",
+        "",
+        "Try it:",
+        "  .venv/bin/receptionist chat",
+        f"  curl -s -X POST {base}/api/v1/conversations "
+        "-H 'Content-Type: application/json' -d '{}'",
+        "",
+        "Press Ctrl-C to stop everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _wait_http_ok(url: str, timeout_s: float, procs: list[ManagedProcess]) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            _raise_if_exited(procs)
+            try:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    raise StartupError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def _raise_if_exited(procs: list[ManagedProcess]) -> None:
+    for p in procs:
+        if p.proc is not None and p.proc.returncode is not None:
+            where = f"\n--- last lines of {p.log_path} ---\n{p.log_tail()}" if p.log_path else ""
+            raise StartupError(
+                f"{p.name} exited with code {p.proc.returncode} during start-up{where}"
+            )
+
+
+async def _wait_rasa(settings: Settings, procs: list[ManagedProcess]) -> float:
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        client = RasaClient(http, settings.rasa.base_url, settings.rasa_token(), 3)
+        print(
+            "[up] waiting for the Rasa server to load its model",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        while time.monotonic() - started < settings.rasa.startup_timeout_s:
+            _raise_if_exited(procs)
+            try:
+                st = await client.status()
+                if st.get("model_file"):
+                    elapsed = time.monotonic() - started
+                    print(f" ready in {elapsed:.1f}s", file=sys.stderr, flush=True)
+                    return elapsed
+            except RasaError:
+                pass
+            print(".", end="", file=sys.stderr, flush=True)
+            await asyncio.sleep(1)
+    raise StartupError(
+        f"Rasa did not become ready within {settings.rasa.startup_timeout_s:.0f}s; "
+        f"see {settings.data_path / 'logs' / 'rasa.log'}"
+    )
+
+
+async def run_up(settings: Settings, config_file: Path | None) -> int:
+    check_ports(settings)
+    procs: list[ManagedProcess] = []
+    logs = settings.data_path / "logs"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.rasa.manage:
+            model = await asyncio.to_thread(ensure_model, settings)
+            actions = ManagedProcess(
+                "rasa action server",
+                actions_command(settings),
+                settings.rasa_project,
+                rasa_env(),
+                logs / "rasa-actions.log",
+            )
+            rasa = ManagedProcess(
+                "rasa server",
+                server_command(settings, model),
+                settings.data_path / "rasa",
+                rasa_env(),
+                logs / "rasa.log",
+            )
+            for p in (actions, rasa):
+                await p.start()
+                procs.append(p)
+            print(f"[up] Rasa logs: {logs}/rasa.log, {logs}/rasa-actions.log", file=sys.stderr)
+            await _wait_rasa(settings, procs)
+        bot_cmd = [sys.executable, "-m", "bot.cli"]
+        if config_file is not None:
+            bot_cmd += ["--config", str(config_file)]
+        bot = ManagedProcess("bot service", [*bot_cmd, "serve"], settings.home, dict(os.environ))
+        await bot.start()
+        procs.append(bot)
+        await _wait_http_ok(settings.server.base_url + "/healthz", 60, procs)
+        print(endpoints_banner(settings), flush=True)
+
+        exited = asyncio.ensure_future(
+            asyncio.wait(
+                [asyncio.ensure_future(p.proc.wait()) for p in procs if p.proc],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            dead = [p for p in procs if not p.running]
+            for p in dead:
+                print(
+                    f"[up] {p.name} exited unexpectedly "
+                    f"(code {p.proc.returncode if p.proc else '?'})",
+                    file=sys.stderr,
+                )
+                if p.log_path:
+                    print(p.log_tail(1500), file=sys.stderr)
+            return 1
+        exited.cancel()
+        return 0
+    finally:
+        print("[up] stopping…", file=sys.stderr, flush=True)
+        for p in reversed(procs):
+            await p.stop()
+        print("[up] stopped.", file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""Custom actions served by the Rasa action server (``rasa run actions``)."""

@@ -1,0 +1,69 @@
+"""Session fixtures: the trained model (reused when its fingerprint matches), a real Rasa
+server with its action server, the real bot service, and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.nlu_model import ensure_model
+from tests.procs import (
+    BotService,
+    Postgres,
+    RasaStack,
+    instance_settings,
+    start_postgres,
+    stop_postgres,
+)
+
+
+@pytest.fixture(scope="session")
+def rasa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    settings, _ = instance_settings(tmp_path_factory.mktemp("train"))
+    return ensure_model(settings, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def rasa(tmp_path_factory: pytest.TempPathFactory, rasa_model: Path) -> Iterator[RasaStack]:
+    settings, _ = instance_settings(tmp_path_factory.mktemp("rasa"))
+    stack = RasaStack(settings, rasa_model)
+    stack.start_actions()
+    try:
+        stack.start_server()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def bot_for(rasa: RasaStack, data_dir: Path, **env: str) -> BotService:
+    """A bot service with its own data dir, talking to the given Rasa stack."""
+    rs = rasa.settings
+    token_env = {
+        "RECEPTIONIST_RASA__PORT": str(rs.rasa.port),
+        "RECEPTIONIST_RASA__ACTIONS_PORT": str(rs.rasa.actions_port),
+        "RECEPTIONIST_RASA__TOKEN": rs.rasa_token(),
+    }
+    token_env.update(env)
+    settings, full_env = instance_settings(data_dir, **token_env)
+    return BotService(settings, full_env)
+
+
+@pytest.fixture(scope="session")
+def bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
+    svc = bot_for(rasa, tmp_path_factory.mktemp("bot"))
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    pg = start_postgres()
+    try:
+        yield pg
+    finally:
+        stop_postgres(pg)

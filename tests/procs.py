@@ -1,0 +1,242 @@
+"""Test helpers that start the real services as subprocesses on free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.rasa_runtime import actions_command, rasa_env, server_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(
+    method: str, url: str, body: Any = None, *, raw: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 30,
+) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    hdrs = {"Content-Type": "application/json"} if data is not None else {}
+    hdrs.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        payload = e.read()
+        try:
+            return e.code, json.loads(payload)
+        except ValueError:
+            return e.code, payload.decode(errors="replace")
+
+
+def wait_until(pred: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
+               log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{tail}")
+        with contextlib.suppress(Exception):
+            if pred():
+                return
+        time.sleep(0.25)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{what} not ready after {timeout}s\n{tail}")
+
+
+def instance_settings(data_dir: Path, **env: str) -> tuple[Settings, dict[str, str]]:
+    """Settings for an isolated instance: own data dir and ports; the shared model dir."""
+    overrides = {
+        "RECEPTIONIST_HOME": str(ROOT),
+        "RECEPTIONIST_DATA_DIR": str(data_dir),
+        "RECEPTIONIST_SERVER__PORT": str(free_port()),
+        "RECEPTIONIST_RASA__PORT": str(free_port()),
+        "RECEPTIONIST_RASA__ACTIONS_PORT": str(free_port()),
+        "RECEPTIONIST_LOGGING__FORMAT": "json",
+    }
+    overrides.update(env)
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        settings = load_settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    full_env = dict(os.environ)
+    full_env.update(overrides)
+    return settings, full_env
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+                 grace: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class RasaStack:
+    """A real Rasa action server and Rasa server."""
+
+    settings: Settings
+    model: Path
+    actions: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
+    logs: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logs = self.settings.data_path / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, cmd: list[str], cwd: Path, log_name: str) -> subprocess.Popen[bytes]:
+        (self.settings.data_path / "rasa").mkdir(parents=True, exist_ok=True)
+        fh = (self.logs / log_name).open("ab")
+        return subprocess.Popen(cmd, cwd=cwd, env=rasa_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def start_actions(self) -> None:
+        self.actions = self._spawn(actions_command(self.settings), self.settings.rasa_project,
+                                   "rasa-actions.log")
+
+    def start_server(self, timeout: float = 240) -> None:
+        self.server = self._spawn(server_command(self.settings, self.model),
+                                  self.settings.data_path / "rasa", "rasa.log")
+        token = self.settings.rasa_token()
+        url = f"{self.settings.rasa.base_url}/status?token={token}"
+        wait_until(lambda: http_json("GET", url, timeout=2)[1].get("model_file"), timeout,
+                   "rasa server", self.server, self.logs / "rasa.log")
+
+    def stop_server(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.server, sig)
+
+    def stop(self) -> None:
+        stop_process(self.server)
+        stop_process(self.actions)
+
+
+@dataclass
+class BotService:
+    """The real bot service (`receptionist serve`) in a subprocess."""
+
+    settings: Settings
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.settings.server.base_url
+
+    @property
+    def log(self) -> Path:
+        return self.settings.data_path / "logs" / "bot.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=self.env, stdout=fh,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_until(lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
+                   timeout, "bot service", self.proc, self.log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
+
+    def api(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return http_json(method, self.url + "/api/v1" + path, body, **kw)
+
+    def new_conversation(self, **body: Any) -> str:
+        status, data = self.api("POST", "/conversations", body)
+        assert status == 201, data
+        return str(data["id"])
+
+    def say(self, cid: str, text: str, **extra: Any) -> dict[str, Any]:
+        status, data = self.api("POST", f"/conversations/{cid}/messages", {"text": text, **extra})
+        assert status == 200, data
+        return dict(data)
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server on loopback (Debian's binaries)."""
+
+    port: int
+    dir: Path
+    proc_user: str | None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://receptionist:secret@127.0.0.1:{self.port}/receptionist"
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found; `make test` installs "
+                           "the Debian package postgresql (scripts/setup.sh --test)")
+    return found[-1].parent
+
+
+def start_postgres() -> Postgres:
+    bindir = _pg_bin()
+    root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="receptionist-pg-"))
+    user = "postgres" if root else None
+    if root:
+        shutil.chown(base, user="postgres")
+    pre = ["runuser", "-u", "postgres", "--"] if root else []
+    data = base / "data"
+    pwfile = base / "pw"
+    pwfile.write_text("secret\n")
+    if root:
+        shutil.chown(pwfile, user="postgres")
+    subprocess.run([*pre, str(bindir / "initdb"), "-D", str(data), "-U", "receptionist",
+                    "--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8"],
+                   check=True, stdout=subprocess.DEVNULL)
+    port = free_port()
+    subprocess.run([*pre, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w",
+                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, PGPASSWORD="secret")
+    subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "receptionist",
+                    "-d", "postgres", "-c", "CREATE DATABASE receptionist"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    return Postgres(port, base, user)
+
+
+def stop_postgres(pg: Postgres) -> None:
+    pre = ["runuser", "-u", "postgres", "--"] if pg.proc_user else []
+    subprocess.run([*pre, str(_pg_bin() / "pg_ctl"), "-D", str(pg.dir / "data"), "-m", "fast",
+                    "-w", "stop"], check=False, stdout=subprocess.DEVNULL)
+    shutil.rmtree(pg.dir, ignore_errors=True)
