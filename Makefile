@@ -16,7 +16,9 @@ test: setup-test
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy
+	@# media-server/ is the package media_server; mypy sees it through a symlinked path
+	@mkdir -p build/typecheck && ln -sfn ../../media-server build/typecheck/media_server
+	MYPYPATH=build/typecheck .venv/bin/mypy -p bot -p media_server
 
 doctor:
 	@.venv/bin/receptionist doctor

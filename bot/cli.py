@@ -18,10 +18,8 @@ def _serve(settings: Settings) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from bot.app import create_app
-    from bot.logs import configure_logging
     from bot.store import DatabaseConfigError
 
-    configure_logging(settings.logging.level, settings.logging.format)
     try:
         web.run_app(
             create_app(settings),
@@ -60,12 +58,10 @@ def _serve(settings: Settings) -> int:
 
 
 def _up(settings: Settings, config_file: Path | None) -> int:
-    from bot.logs import configure_logging
     from bot.nlu_model import TrainingError
     from bot.rasa_runtime import RasaNotInstalled
     from bot.supervisor import StartupError, run_up
 
-    configure_logging("warning", settings.logging.format)
     try:
         return asyncio.run(run_up(settings, config_file))
     except (StartupError, TrainingError, RasaNotInstalled) as exc:
@@ -158,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from bot.logs import configure_logging
+
+    quiet = args.command in ("up", "chat", "bench")
+    configure_logging("warning" if quiet else settings.logging.level, settings.logging.format)
     commands: dict[str, Callable[[], int]] = {
         "up": lambda: _up(settings, args.config),
         "serve": lambda: _serve(settings),

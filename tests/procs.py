@@ -31,8 +31,13 @@ def free_port() -> int:
 
 
 def http_json(
-    method: str, url: str, body: Any = None, *, raw: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout: float = 30,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     hdrs = {"Content-Type": "application/json"} if data is not None else {}
@@ -49,8 +54,13 @@ def http_json(
             return e.code, payload.decode(errors="replace")
 
 
-def wait_until(pred: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
-               log: Path | None = None) -> None:
+def wait_until(
+    pred: Any,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -90,8 +100,9 @@ def instance_settings(data_dir: Path, **env: str) -> tuple[Settings, dict[str, s
     return settings, full_env
 
 
-def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
-                 grace: float = 15) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace: float = 15
+) -> None:
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -121,20 +132,34 @@ class RasaStack:
     def _spawn(self, cmd: list[str], cwd: Path, log_name: str) -> subprocess.Popen[bytes]:
         (self.settings.data_path / "rasa").mkdir(parents=True, exist_ok=True)
         fh = (self.logs / log_name).open("ab")
-        return subprocess.Popen(cmd, cwd=cwd, env=rasa_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=rasa_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def start_actions(self) -> None:
-        self.actions = self._spawn(actions_command(self.settings), self.settings.rasa_project,
-                                   "rasa-actions.log")
+        self.actions = self._spawn(
+            actions_command(self.settings), self.settings.rasa_project, "rasa-actions.log"
+        )
 
     def start_server(self, timeout: float = 240) -> None:
-        self.server = self._spawn(server_command(self.settings, self.model),
-                                  self.settings.data_path / "rasa", "rasa.log")
+        self.server = self._spawn(
+            server_command(self.settings, self.model), self.settings.data_path / "rasa", "rasa.log"
+        )
         token = self.settings.rasa_token()
         url = f"{self.settings.rasa.base_url}/status?token={token}"
-        wait_until(lambda: http_json("GET", url, timeout=2)[1].get("model_file"), timeout,
-                   "rasa server", self.server, self.logs / "rasa.log")
+        wait_until(
+            lambda: http_json("GET", url, timeout=2)[1].get("model_file"),
+            timeout,
+            "rasa server",
+            self.server,
+            self.logs / "rasa.log",
+        )
 
     def stop_server(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.server, sig)
@@ -164,11 +189,21 @@ class BotService:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=self.env, stdout=fh,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "bot.cli", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        wait_until(lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
-                   timeout, "bot service", self.proc, self.log)
+        wait_until(
+            lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
+            timeout,
+            "bot service",
+            self.proc,
+            self.log,
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.proc, sig)
@@ -203,8 +238,10 @@ class Postgres:
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        raise RuntimeError("PostgreSQL server binaries not found; `make test` installs "
-                           "the Debian package postgresql (scripts/setup.sh --test)")
+        raise RuntimeError(
+            "PostgreSQL server binaries not found; `make test` installs "
+            "the Debian package postgresql (scripts/setup.sh --test)"
+        )
     return found[-1].parent
 
 
@@ -221,22 +258,68 @@ def start_postgres() -> Postgres:
     pwfile.write_text("secret\n")
     if root:
         shutil.chown(pwfile, user="postgres")
-    subprocess.run([*pre, str(bindir / "initdb"), "-D", str(data), "-U", "receptionist",
-                    "--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *pre,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "receptionist",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     port = free_port()
-    subprocess.run([*pre, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w",
-                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *pre,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     env = dict(os.environ, PGPASSWORD="secret")
-    subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "receptionist",
-                    "-d", "postgres", "-c", "CREATE DATABASE receptionist"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "receptionist",
+            "-d",
+            "postgres",
+            "-c",
+            "CREATE DATABASE receptionist",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return Postgres(port, base, user)
 
 
 def stop_postgres(pg: Postgres) -> None:
     pre = ["runuser", "-u", "postgres", "--"] if pg.proc_user else []
-    subprocess.run([*pre, str(_pg_bin() / "pg_ctl"), "-D", str(pg.dir / "data"), "-m", "fast",
-                    "-w", "stop"], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*pre, str(_pg_bin() / "pg_ctl"), "-D", str(pg.dir / "data"), "-m", "fast", "-w", "stop"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     shutil.rmtree(pg.dir, ignore_errors=True)

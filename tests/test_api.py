@@ -10,7 +10,6 @@ import pytest
 from tests.procs import BotService, http_json
 
 
-
 def test_greeting_with_buttons_and_recorded_intent(bot: BotService) -> None:
     cid = bot.new_conversation(channel="webchat", customer={"name": "Ana"})
     res = bot.say(cid, "hello there")
@@ -66,30 +65,36 @@ def test_client_message_id_is_deduplicated(bot: BotService) -> None:
 def test_concurrent_messages_get_distinct_ordered_turns(bot: BotService) -> None:
     cid = bot.new_conversation()
     with ThreadPoolExecutor(5) as pool:
-        results = list(pool.map(lambda t: bot.say(cid, t), ["hi", "thanks", "bye", "hello",
-                                                             "where are you"]))
+        results = list(
+            pool.map(lambda t: bot.say(cid, t), ["hi", "thanks", "bye", "hello", "where are you"])
+        )
     conv = bot.api("GET", f"/conversations/{cid}")[1]
     assert [t["seq"] for t in conv["transcript"]] == list(range(1, conv["turn_count"] + 1))
     assert sorted(r["user_turn"]["seq"] for r in results) == [
-        t["seq"] for t in conv["transcript"] if t["role"] == "user"]
+        t["seq"] for t in conv["transcript"] if t["role"] == "user"
+    ]
 
 
 def _turns(bot: BotService, cid: str) -> int:
     return int(bot.api("GET", f"/conversations/{cid}")[1]["turn_count"])
 
 
-@pytest.mark.parametrize("body,status,code", [
-    ({"text": 123}, 422, "invalid_request"),
-    ({"text": ""}, 422, "invalid_request"),
-    ({"text": "   "}, 422, "empty_message"),
-    ({}, 422, "invalid_request"),
-    ({"text": "hi", "surprise": 1}, 422, "invalid_request"),
-    ({"text": "hi", "asr_confidence": 3}, 422, "invalid_request"),
-    ({"text": "x" * 5001}, 422, "message_too_long"),
-    ([1, 2], 422, "invalid_request"),
-])
-def test_bad_messages_are_4xx_and_store_nothing(bot: BotService, body: object, status: int,
-                                                 code: str) -> None:
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"text": 123}, 422, "invalid_request"),
+        ({"text": ""}, 422, "invalid_request"),
+        ({"text": "   "}, 422, "empty_message"),
+        ({}, 422, "invalid_request"),
+        ({"text": "hi", "surprise": 1}, 422, "invalid_request"),
+        ({"text": "hi", "asr_confidence": 3}, 422, "invalid_request"),
+        ({"text": "x" * 5001}, 422, "message_too_long"),
+        ([1, 2], 422, "invalid_request"),
+    ],
+)
+def test_bad_messages_are_4xx_and_store_nothing(
+    bot: BotService, body: object, status: int, code: str
+) -> None:
     cid = bot.new_conversation()
     got_status, err = bot.api("POST", f"/conversations/{cid}/messages", body)
     assert (got_status, err["error"]["code"]) == (status, code), err
@@ -116,8 +121,9 @@ def test_malformed_json_empty_body_and_wrong_content_type(bot: BotService) -> No
     assert (status, err["error"]["code"]) == (400, "invalid_json")
     status, err = bot.api("POST", path, raw=b"")
     assert (status, err["error"]["code"]) == (400, "invalid_json")
-    status, err = bot.api("POST", path, raw=b"text=hi",
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, err = bot.api(
+        "POST", path, raw=b"text=hi", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert (status, err["error"]["code"]) == (415, "unsupported_media_type")
     assert _turns(bot, cid) == 0
 
@@ -141,21 +147,30 @@ def test_unknown_ids_and_routes(bot: BotService) -> None:
     assert (status, err["error"]["code"]) == (405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("body", [
-    {"channel": "carrier-pigeon"},
-    {"customer": {"email": "not-an-email"}},
-    {"customer": {"name": 42}},
-    {"metadata": "string"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"channel": "carrier-pigeon"},
+        {"customer": {"email": "not-an-email"}},
+        {"customer": {"name": 42}},
+        {"metadata": "string"},
+    ],
+)
 def test_bad_conversation_creation(bot: BotService, body: dict[str, object]) -> None:
     status, err = bot.api("POST", "/conversations", body)
     assert (status, err["error"]["code"]) == (422, "invalid_request")
 
 
 def test_create_returns_location_and_customer(bot: BotService) -> None:
-    status, conv = bot.api("POST", "/conversations", {
-        "channel": "voice", "customer": {"name": "Bo", "phone": "+4411", "email": "bo@ex.org"},
-        "metadata": {"caller_id": "+4411"}})
+    status, conv = bot.api(
+        "POST",
+        "/conversations",
+        {
+            "channel": "voice",
+            "customer": {"name": "Bo", "phone": "+4411", "email": "bo@ex.org"},
+            "metadata": {"caller_id": "+4411"},
+        },
+    )
     assert status == 201
     assert conv["channel"] == "voice"
     assert conv["customer"] == {"name": "Bo", "phone": "+4411", "email": "bo@ex.org"}
@@ -171,7 +186,8 @@ def test_openapi_document(bot: BotService) -> None:
     assert "get" in paths["/api/v1/conversations/{conversation_id}"]
     post = paths["/api/v1/conversations/{conversation_id}/messages"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/PostMessage")
+        "/PostMessage"
+    )
     schemas = doc["components"]["schemas"]
     assert schemas["PostMessage"]["properties"]["text"]["type"] == "string"
     for ref in ("MessageResult", "ConversationOut", "ErrorOut", "TurnOut"):

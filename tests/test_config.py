@@ -91,8 +91,10 @@ def test_cli_reports_bad_config_and_exits_2(tmp_path: Path) -> None:
     bad.write_text("[database]\necho = 'maybe'\n")
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "--config", str(bad), "doctor"],
-        capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin",
-                                                        "RECEPTIONIST_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "RECEPTIONIST_HOME": str(tmp_path)},
     )
     assert proc.returncode == 2
     assert "database.echo" in proc.stderr

@@ -10,17 +10,26 @@ from bot.rasa_client import RasaError, parse_reply
 
 
 def test_text_buttons_image_custom() -> None:
-    r = parse_reply({
-        "recipient_id": "x", "text": "Hi", "image": "http://i/x.png",
-        "buttons": [{"title": "Hours", "payload": "/opening_hours"}, {"title": "Only title"},
-                    "junk"],
-        "custom": {"k": 1},
-    })
+    r = parse_reply(
+        {
+            "recipient_id": "x",
+            "text": "Hi",
+            "image": "http://i/x.png",
+            "buttons": [
+                {"title": "Hours", "payload": "/opening_hours"},
+                {"title": "Only title"},
+                "junk",
+            ],
+            "custom": {"k": 1},
+        }
+    )
     assert r.text == "Hi"
     assert r.buttons == (Button("Hours", "/opening_hours"), Button("Only title", "Only title"))
     assert r.payload() == {
-        "buttons": [{"title": "Hours", "payload": "/opening_hours"},
-                    {"title": "Only title", "payload": "Only title"}],
+        "buttons": [
+            {"title": "Hours", "payload": "/opening_hours"},
+            {"title": "Only title", "payload": "Only title"},
+        ],
         "image": "http://i/x.png",
         "custom": {"k": 1},
     }
@@ -37,8 +46,10 @@ def test_non_object_reply_is_an_error() -> None:
 
 
 def test_handoff_payload_is_recognised() -> None:
-    replies = (BotReply(text="hold on"),
-               BotReply(custom={"handoff": {"reason": "user_request", "skill": "billing"}}))
+    replies = (
+        BotReply(text="hold on"),
+        BotReply(custom={"handoff": {"reason": "user_request", "skill": "billing"}}),
+    )
     h = handoff_from_replies(replies)
     assert h is not None
     assert h.reason is HandoffReason.USER_REQUEST

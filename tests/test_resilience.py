@@ -72,7 +72,8 @@ def test_rasa_outage_apologises_and_records_handoff(own_rasa: RasaStack, tmp_pat
         own_rasa.start_server()  # Rasa restarts: its SQL tracker store kept the dialogue
         token = own_rasa.settings.rasa_token()
         status, tracker = http_json(
-            "GET", f"{own_rasa.settings.rasa.base_url}/conversations/{cid}/tracker?token={token}")
+            "GET", f"{own_rasa.settings.rasa.base_url}/conversations/{cid}/tracker?token={token}"
+        )
         assert status == 200
         said = [e.get("text") for e in tracker["events"] if e.get("event") == "user"]
         assert "hello" in said
@@ -108,21 +109,32 @@ def test_bot_service_on_postgresql(rasa: RasaStack, postgres: Postgres, tmp_path
         svc.start()
         conv = svc.api("GET", f"/conversations/{cid}")[1]
         assert [t["text"][:20] for t in conv["transcript"]] == [
-            "what are your openin", "We're open Monday to"]
+            "what are your openin",
+            "We're open Monday to",
+        ]
         assert http_json("GET", svc.url + "/readyz")[1]["checks"]["database"]["ok"] is True
     finally:
         svc.stop()
 
 
-@pytest.mark.parametrize("url,fragment", [
-    ("postgresql+asyncpg://u:pw@127.0.0.1:1/none", "cannot be used"),
-    ("sqlite+aiosqlite:///:memory:", "not memory"),
-    ("mysql://u:p@localhost/db", "supported"),
-])
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("postgresql+asyncpg://u:pw@127.0.0.1:1/none", "cannot be used"),
+        ("sqlite+aiosqlite:///:memory:", "not memory"),
+        ("mysql://u:p@localhost/db", "supported"),
+    ],
+)
 def test_broken_database_is_a_startup_error(tmp_path: Path, url: str, fragment: str) -> None:
     _, env = instance_settings(tmp_path, RECEPTIONIST_DATABASE__URL=url)
-    proc = subprocess.run([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert fragment in proc.stderr
     assert "pw@" not in proc.stderr  # the password is never printed

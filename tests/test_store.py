@@ -22,7 +22,9 @@ from tests.procs import Postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlConversationStore]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqlConversationStore]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     else:
@@ -39,8 +41,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 async def test_create_and_read_back(store: SqlConversationStore) -> None:
-    c = await store.create("webchat", "active", Customer("Ana", "+441234", "ana@example.org"),
-                           {"page": "/pricing", "n": [1, 2]})
+    c = await store.create(
+        "webchat",
+        "active",
+        Customer("Ana", "+441234", "ana@example.org"),
+        {"page": "/pricing", "n": [1, 2]},
+    )
     got = await store.get(c.id)
     assert got is not None
     assert got.customer == Customer("Ana", "+441234", "ana@example.org")
@@ -53,23 +59,33 @@ async def test_create_and_read_back(store: SqlConversationStore) -> None:
 
 async def test_append_orders_turns_and_events(store: SqlConversationStore) -> None:
     c = await store.create("api", "active", Customer(), None)
-    await store.append(c.id, [NewTurn("user", "hi", intent="greet", intent_confidence=0.97,
-                                      client_message_id="m1"),
-                              NewTurn("bot", "Hello!", payload={"buttons": [{"title": "A",
-                                                                            "payload": "/a"}]})])
-    await store.append(c.id, [NewTurn("user", "human please")],
-                       [NewEvent("handoff_requested", {"reason": "user_request"})],
-                       status="handoff_requested")
+    await store.append(
+        c.id,
+        [
+            NewTurn("user", "hi", intent="greet", intent_confidence=0.97, client_message_id="m1"),
+            NewTurn("bot", "Hello!", payload={"buttons": [{"title": "A", "payload": "/a"}]}),
+        ],
+    )
+    await store.append(
+        c.id,
+        [NewTurn("user", "human please")],
+        [NewEvent("handoff_requested", {"reason": "user_request"})],
+        status="handoff_requested",
+    )
     got = await store.get(c.id)
     assert got is not None
     assert [(t.seq, t.role, t.text) for t in got.turns] == [
-        (1, "user", "hi"), (2, "bot", "Hello!"), (3, "user", "human please")]
+        (1, "user", "hi"),
+        (2, "bot", "Hello!"),
+        (3, "user", "human please"),
+    ]
     assert got.turns[0].intent == "greet" and got.turns[0].intent_confidence == pytest.approx(0.97)
     assert got.turns[1].payload == {"buttons": [{"title": "A", "payload": "/a"}]}
     assert got.turn_count == 3
     assert got.status == "handoff_requested"
     assert [(e.type, e.data) for e in got.events] == [
-        ("handoff_requested", {"reason": "user_request"})]
+        ("handoff_requested", {"reason": "user_request"})
+    ]
     exchange = await store.exchange_for(c.id, "m1")
     assert [t.seq for t in exchange] == [1, 2]
     assert await store.exchange_for(c.id, "unknown") == []
@@ -79,9 +95,12 @@ async def test_append_is_atomic(store: SqlConversationStore) -> None:
     c = await store.create("api", "active", Customer(), None)
     await store.append(c.id, [NewTurn("user", "first", client_message_id="dup")])
     with pytest.raises(IntegrityError):
-        await store.append(c.id, [NewTurn("user", "again", client_message_id="dup"),
-                                  NewTurn("bot", "reply")],
-                           [NewEvent("should_not_exist")], status="closed")
+        await store.append(
+            c.id,
+            [NewTurn("user", "again", client_message_id="dup"), NewTurn("bot", "reply")],
+            [NewEvent("should_not_exist")],
+            status="closed",
+        )
     got = await store.get(c.id)
     assert got is not None
     assert [t.text for t in got.turns] == ["first"]
@@ -97,11 +116,14 @@ async def test_database_is_writable(store: SqlConversationStore) -> None:
     await store.check_writable()
 
 
-@pytest.mark.parametrize("url,fragment", [
-    ("sqlite+aiosqlite:///:memory:", "not memory"),
-    ("mysql://u:p@localhost/db", "supported"),
-    ("not a url", "not a valid"),
-])
+@pytest.mark.parametrize(
+    "url,fragment",
+    [
+        ("sqlite+aiosqlite:///:memory:", "not memory"),
+        ("mysql://u:p@localhost/db", "supported"),
+        ("not a url", "not a valid"),
+    ],
+)
 def test_unusable_database_urls_are_refused(url: str, fragment: str) -> None:
     with pytest.raises(DatabaseConfigError, match=fragment):
         create_engine(url)

@@ -185,7 +185,7 @@ class SqlConversationStore:
 
     async def _locked(self, session: AsyncSession, conversation_id: str) -> ConversationRow:
         stmt = select(ConversationRow).where(ConversationRow.id == conversation_id)
-        if session.bind.dialect.name == "postgresql":
+        if self._engine.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         row = await session.scalar(stmt)
         if row is None:
