@@ -8,7 +8,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bot.api import conversations, health
+from bot.api import conversations, health, home
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.keys import RASA, SERVICE, SETTINGS, STORE
 from bot.api.openapi import build_openapi
@@ -20,7 +20,7 @@ from bot.store import SqlConversationStore, create_engine, migrate
 
 log = structlog.get_logger("bot.app")
 
-ROUTES = [*health.ROUTES, *conversations.ROUTES]
+ROUTES = [*home.ROUTES, *health.ROUTES, *conversations.ROUTES]
 OPENAPI = web.AppKey("openapi", dict)
 
 

@@ -109,7 +109,7 @@ def endpoints_banner(settings: Settings) -> str:
     lines = [
         "",
         "receptionist is up. Endpoints:",
-        f"  webchat demo & desk   {base}/",
+        f"  home page             {base}/",
         f"  HTTP API              {base}/api/v1/conversations",
         f"  OpenAPI document      {base}/api/v1/openapi.json",
         f"  health / readiness    {base}/healthz   {base}/readyz",

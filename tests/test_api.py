@@ -200,3 +200,14 @@ def test_health_and_readiness(bot: BotService) -> None:
     assert status == 200 and ready["ready"] is True
     assert ready["checks"]["rasa_model"]["detail"].startswith("receptionist-")
     assert ready["checks"]["database"]["ok"] is True
+
+
+def test_home_page_lists_endpoints(bot: BotService) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(bot.url + "/", timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/html")
+        page = r.read().decode()
+    assert f"{bot.url}/api/v1/conversations" in page
+    assert 'href="/readyz"' in page
