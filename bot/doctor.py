@@ -137,7 +137,8 @@ def check_vosk() -> list[Check]:
             False,
             "no English Vosk model installed: English speech is decoded by the PocketSphinx "
             "fallback, which is less accurate",
-            "download an official English Vosk model on a machine with internet access",
+            "none needed yet: no voice channel uses English ASR until the media server's voice "
+        "pipeline lands; it will take an official Vosk English model where one is installed",
             required=False,
         )
     )

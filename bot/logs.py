@@ -11,7 +11,7 @@ import structlog
 def configure_logging(level: str = "info", fmt: str = "console") -> None:
     lvl = getattr(logging, level.upper())
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-    for noisy in ("aiohttp.access", "alembic.runtime.migration"):
+    for noisy in ("aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
