@@ -138,7 +138,7 @@ def check_vosk() -> list[Check]:
             "no English Vosk model installed: English speech is decoded by the PocketSphinx "
             "fallback, which is less accurate",
             "none needed yet: no voice channel uses English ASR until the media server's voice "
-        "pipeline lands; it will take an official Vosk English model where one is installed",
+            "pipeline lands; it will take an official Vosk English model where one is installed",
             required=False,
         )
     )

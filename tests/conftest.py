@@ -25,16 +25,21 @@ def rasa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_model(settings, quiet=True)
 
 
-@pytest.fixture(scope="session")
-def rasa(tmp_path_factory: pytest.TempPathFactory, rasa_model: Path) -> Iterator[RasaStack]:
-    settings, _ = instance_settings(tmp_path_factory.mktemp("rasa"))
-    stack = RasaStack(settings, rasa_model)
+def running_rasa(data_dir: Path, model: Path) -> Iterator[RasaStack]:
+    """A real Rasa action server and Rasa server with their own data dir and ports."""
+    settings, _ = instance_settings(data_dir)
+    stack = RasaStack(settings, model)
     stack.start_actions()
     try:
         stack.start_server()
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def rasa(tmp_path_factory: pytest.TempPathFactory, rasa_model: Path) -> Iterator[RasaStack]:
+    yield from running_rasa(tmp_path_factory.mktemp("rasa"), rasa_model)
 
 
 def bot_for(rasa: RasaStack, data_dir: Path, **env: str) -> BotService:

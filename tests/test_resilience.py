@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.conversation_service import APOLOGY
-from tests.conftest import bot_for
+from tests.conftest import bot_for, running_rasa
 from tests.procs import ROOT, BotService, Postgres, RasaStack, http_json, instance_settings
 
 
@@ -38,14 +38,7 @@ def test_bot_restart_keeps_conversation(rasa: RasaStack, tmp_path: Path, how: in
 @pytest.fixture(scope="module")
 def own_rasa(rasa_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     """A Rasa stack of its own, which this module stops and restarts."""
-    settings, _ = instance_settings(tmp_path_factory.mktemp("own-rasa"))
-    stack = RasaStack(settings, rasa_model)
-    stack.start_actions()
-    try:
-        stack.start_server()
-        yield stack
-    finally:
-        stack.stop()
+    yield from running_rasa(tmp_path_factory.mktemp("own-rasa"), rasa_model)
 
 
 def test_rasa_outage_apologises_and_records_handoff(own_rasa: RasaStack, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -26,18 +27,14 @@ class ConversationNotFound(LookupError):
         self.conversation_id = conversation_id
 
 
+_TURN_FIELDS = tuple(f.name for f in fields(NewTurn))
+
+
 def _turn(row: TurnRow) -> Turn:
     return Turn(
         seq=row.seq,
-        role=row.role,
-        text=row.text,
         created_at=row.created_at,
-        payload=row.payload,
-        intent=row.intent,
-        intent_confidence=row.intent_confidence,
-        asr_confidence=row.asr_confidence,
-        client_message_id=row.client_message_id,
-        latency_ms=row.latency_ms,
+        **{name: getattr(row, name) for name in _TURN_FIELDS},
     )
 
 
@@ -155,15 +152,8 @@ class SqlConversationStore:
                 tr = TurnRow(
                     conversation_id=conversation_id,
                     seq=row.turn_count + i,
-                    role=t.role,
-                    text=t.text,
-                    payload=t.payload,
-                    intent=t.intent,
-                    intent_confidence=t.intent_confidence,
-                    asr_confidence=t.asr_confidence,
-                    client_message_id=t.client_message_id,
-                    latency_ms=t.latency_ms,
                     created_at=now,
+                    **{name: getattr(t, name) for name in _TURN_FIELDS},
                 )
                 session.add(tr)
                 rows.append(tr)
