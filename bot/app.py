@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,11 +12,16 @@ from aiohttp import web
 
 from bot.api import conversations, health, home
 from bot.api.errors import MAX_BODY_KEY, error_middleware
-from bot.api.keys import RASA, SERVICE, SETTINGS, STORE
+from bot.api.keys import HANDOFF, HUB, RASA, SERVICE, SETTINGS, STORE
 from bot.api.openapi import build_openapi
 from bot.api.routes import register
 from bot.config import Settings
 from bot.conversation_service import ConversationService
+from bot.desk import api as desk
+from bot.desk.users import UserStore
+from bot.handoff.service import HandoffService
+from bot.handoff.store import SqlHandoffStore
+from bot.hub import EventHub
 from bot.rasa_client import RasaClient
 from bot.store import SqlConversationStore, create_engine, migrate
 
@@ -37,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
     app[OPENAPI] = build_openapi(ROUTES, settings.server.base_url)
     register(app, ROUTES)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    desk.add_routes(app)
     app.cleanup_ctx.append(_resources)
     return app
 
@@ -53,16 +61,30 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             rasa = RasaClient(
                 http, settings.rasa.base_url, settings.rasa_token(), settings.rasa.timeout_s
             )
+            hub = EventHub()
+            handoff = HandoffService(SqlHandoffStore(engine), store, hub, settings.handoff)
             app[STORE] = store
             app[RASA] = rasa
-            app[SERVICE] = ConversationService(store, rasa)
+            app[HUB] = hub
+            app[HANDOFF] = handoff
+            app[desk.USERS] = UserStore(engine)
+            app[SERVICE] = ConversationService(store, rasa, handoff)
+            reopened = await handoff.reconcile()
+            if reopened:
+                log.warning("handoff.reconciled", tickets_opened=reopened)
+            router = asyncio.create_task(handoff.run_router(), name="handoff-router")
             log.info(
                 "bot.started",
                 url=settings.server.base_url,
                 database=engine.url.render_as_string(hide_password=True),
                 rasa=rasa.base_url,
             )
-            yield
+            try:
+                yield
+            finally:
+                router.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await router
     finally:
         await engine.dispose()
         log.info("bot.stopped")

@@ -123,6 +123,49 @@ def _bench_api(settings: Settings, url: str | None, messages: int) -> int:
     return 0
 
 
+def _users(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.desk.users import UserError, UserStore, parse_skills
+    from bot.handoff.records import UserRole
+    from bot.store.engine import create_engine, migrate
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+            store = UserStore(engine)
+            if args.users_command == "list":
+                for u in await store.list():
+                    skills = ",".join(f"{k}:{v}" for k, v in u.skills.items())
+                    print(f"{u.id:>4}  {u.username:<20} {u.role.value:<11} {skills}")
+                return 0
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.username}: ")
+                if getpass.getpass("again: ") != password:
+                    print("error: the passwords differ", file=sys.stderr)
+                    return 1
+            user = await store.add(
+                args.username,
+                password,
+                role=UserRole(args.role),
+                display_name=args.name or args.username,
+                skills=parse_skills(args.skills),
+                max_chats=args.max_chats,
+            )
+            print(f"added {user.role.value} {user.username} (id {user.id})")
+            return 0
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="receptionist", description=__doc__)
     p.add_argument("--config", type=Path, help="config file (default: receptionist.toml)")
@@ -139,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply database migrations")
+    users = sub.add_parser("users", help="desk users (agents, supervisors, admins)")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="USERS")
+    add = users_sub.add_parser("add", help="add a user; asks for the password")
+    add.add_argument("username")
+    add.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
+    add.add_argument("--name", help="name shown to customers (default: the username)")
+    add.add_argument("--skills", default="general:1", help="e.g. general:2,billing:1")
+    add.add_argument("--max-chats", type=int, default=3)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    users_sub.add_parser("list", help="list users")
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     api = bench_sub.add_parser("api", help="message round trip through a running service")
@@ -168,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(settings, args.force)
     if args.command == "db":
         return _db_upgrade(settings)
+    if args.command == "users":
+        return _users(settings, args)
     if args.command == "bench":
         return _bench_api(settings, args.url, args.messages)
     return commands[args.command]()

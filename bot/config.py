@@ -79,6 +79,31 @@ class LimitsSettings(_Section):
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
+class HandoffSettings(_Section):
+    default_skill: str = "general"
+    default_priority: int = Field(1, ge=0, le=9, description="0 low, 1 normal, 2 high, 3 urgent")
+    offer_timeout_s: float = Field(30.0, gt=0, description="an agent must accept within this")
+    wrap_up_s: float = Field(10.0, ge=0, description="after-contact work before new offers")
+    ageing_s: float = Field(120.0, gt=0, description="one priority class gained per this wait")
+    default_aht_s: float = Field(300.0, gt=0, description="handle time before any is observed")
+    callback_offer_wait_s: float = Field(
+        300.0, ge=0, description="offer a callback when the estimated wait exceeds this"
+    )
+    router_interval_s: float = Field(1.0, gt=0, le=60)
+    canned_responses: tuple[str, ...] = (
+        "Hello, my name is {agent}. I've read your conversation with our assistant; "
+        "let me help you with that.",
+        "Let me check that for you; it will take a minute.",
+        "Is there anything else I can help you with?",
+        "Thank you for contacting us. Have a good day!",
+    )
+
+
+class AuthSettings(_Section):
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    cookie_secure: bool = Field(False, description="set on when the desk is served over HTTPS")
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -100,6 +125,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     rasa: RasaSettings = RasaSettings()
     limits: LimitsSettings = LimitsSettings()
+    handoff: HandoffSettings = HandoffSettings()
+    auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -28,6 +28,7 @@ from bot.events import (
     NluResult,
     Role,
 )
+from bot.handoff.service import HandoffService, QueueInfo
 from bot.rasa_client import RasaError
 from bot.store.conversations import ConversationNotFound
 from bot.store.records import Conversation, Customer, NewEvent, NewTurn, Turn
@@ -85,6 +86,7 @@ class Exchange:
     replies: tuple[Turn, ...]
     handoff: HandoffRequested | None
     duplicate: bool = False
+    queue: QueueInfo | None = None
 
 
 def handoff_from_replies(replies: tuple[BotReply, ...]) -> HandoffRequested | None:
@@ -110,9 +112,12 @@ def handoff_from_replies(replies: tuple[BotReply, ...]) -> HandoffRequested | No
 
 
 class ConversationService:
-    def __init__(self, store: ConversationStore, dialogue: Dialogue) -> None:
+    def __init__(
+        self, store: ConversationStore, dialogue: Dialogue, handoff: HandoffService
+    ) -> None:
         self._store = store
         self._dialogue = dialogue
+        self._handoff = handoff
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def start(
@@ -167,6 +172,11 @@ class ConversationService:
                     return Exchange(
                         conversation_id, previous[0], tuple(previous[1:]), None, duplicate=True
                     )
+            if conv.status in (
+                ConversationStatus.HANDOFF_REQUESTED,
+                ConversationStatus.WITH_AGENT,
+            ):
+                return await self._hold_for_agent(conv.id, text, client_message_id, asr_confidence)
 
             outcome = await self._run_dialogue(conv, text)
             turns = [
@@ -194,14 +204,74 @@ class ConversationService:
                 events.append(NewEvent("handoff_requested", outcome.handoff.as_data()))
                 status = ConversationStatus.HANDOFF_REQUESTED.value
             stored = await self._store.append(conversation_id, turns, events, status)
+            for t in stored:
+                self._handoff.publish_turn(conversation_id, t)
 
-        if outcome.handoff is not None:
-            log.warning(
-                "conversation.handoff_requested",
-                conversation_id=conversation_id,
-                **outcome.handoff.as_data(),
-            )
-        return Exchange(conversation_id, stored[0], tuple(stored[1:]), outcome.handoff)
+            queue = None
+            if outcome.handoff is not None:
+                log.warning(
+                    "conversation.handoff_requested",
+                    conversation_id=conversation_id,
+                    **outcome.handoff.as_data(),
+                )
+                queue = await self._handoff.request(conversation_id, outcome.handoff)
+        return Exchange(conversation_id, stored[0], tuple(stored[1:]), outcome.handoff, queue=queue)
+
+    async def request_handoff(self, conversation_id: str, handoff: HandoffRequested) -> QueueInfo:
+        """Hand the conversation to a person now (explicit request, DTMF 0, business rule)."""
+        async with self._lock(conversation_id):
+            conv = await self._store.get(conversation_id, with_turns=False)
+            if conv is None:
+                raise ConversationNotFound(conversation_id)
+            if conv.status == ConversationStatus.CLOSED:
+                raise ConversationClosed(conversation_id)
+            if conv.status == ConversationStatus.ACTIVE:
+                await self._store.append(
+                    conversation_id,
+                    [],
+                    [NewEvent("handoff_requested", handoff.as_data())],
+                    ConversationStatus.HANDOFF_REQUESTED.value,
+                )
+            return await self._handoff.request(conversation_id, handoff)
+
+    async def close(self, conversation_id: str) -> Conversation:
+        """The customer left: close the conversation; a wait in queue counts as abandoned."""
+        async with self._lock(conversation_id):
+            conv = await self._store.get(conversation_id, with_turns=False)
+            if conv is None:
+                raise ConversationNotFound(conversation_id)
+            if conv.status != ConversationStatus.CLOSED:
+                await self._handoff.abandon(conversation_id)
+                await self._store.append(
+                    conversation_id, [], [NewEvent("closed")], ConversationStatus.CLOSED.value
+                )
+        closed = await self._store.get(conversation_id)
+        assert closed is not None
+        return closed
+
+    async def _hold_for_agent(
+        self,
+        conversation_id: str,
+        text: str,
+        client_message_id: str | None,
+        asr_confidence: float | None,
+    ) -> Exchange:
+        """A person is coming or present: store the message for them; the bot stays silent."""
+        [turn] = await self._store.append(
+            conversation_id,
+            [
+                NewTurn(
+                    role=Role.USER,
+                    text=text,
+                    asr_confidence=asr_confidence,
+                    client_message_id=client_message_id,
+                )
+            ],
+        )
+        self._handoff.publish_turn(conversation_id, turn)
+        queue = await self._handoff.queue_info(conversation_id)
+        log.info("conversation.message.for_agent", conversation_id=conversation_id)
+        return Exchange(conversation_id, turn, (), None, queue=queue)
 
     async def _run_dialogue(self, conv: Conversation, text: str) -> DialogueOutcome:
         started = time.perf_counter()

@@ -27,7 +27,8 @@ class Role(StrEnum):
 
 class ConversationStatus(StrEnum):
     ACTIVE = "active"
-    HANDOFF_REQUESTED = "handoff_requested"
+    HANDOFF_REQUESTED = "handoff_requested"  # waiting in the agent queue; the bot is silent
+    WITH_AGENT = "with_agent"  # a human owns the conversation; the bot is silent
     CLOSED = "closed"
 
 
@@ -35,6 +36,10 @@ class HandoffReason(StrEnum):
     USER_REQUEST = "user_request"
     BOT_REQUEST = "bot_request"
     DEPENDENCY_DOWN = "dependency_down"
+    DTMF_ZERO = "dtmf_zero"
+    NOT_UNDERSTOOD = "not_understood"
+    FRUSTRATION = "frustration"
+    BUSINESS_RULE = "business_rule"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,9 +70,13 @@ def test_rasa_outage_apologises_and_records_handoff(own_rasa: RasaStack, tmp_pat
         assert status == 200
         said = [e.get("text") for e in tracker["events"] if e.get("event") == "user"]
         assert "hello" in said
-        res = svc.say(cid, "where are you located")
-        assert "Harbour Street" in res["replies"][0]["text"]
         assert http_json("GET", svc.url + "/readyz")[0] == 200
+        # the first conversation waits for a person: the bot stays silent there
+        held = svc.say(cid, "hello again?")
+        assert held["replies"] == [] and held["queue"]["status"] == "queued"
+        # new conversations are answered by the recovered bot
+        fresh = svc.new_conversation()
+        assert "Harbour Street" in svc.say(fresh, "where are you located")["replies"][0]["text"]
     finally:
         svc.stop()
 

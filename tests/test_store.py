@@ -16,7 +16,7 @@ from bot.store import (
     create_engine,
     migrate,
 )
-from bot.store.engine import current_revision
+from bot.store.engine import current_revision, head_revision
 from bot.store.records import Customer, NewEvent, NewTurn
 from tests.procs import Postgres
 
@@ -33,7 +33,7 @@ async def store(
     engine = create_engine(url)
     await migrate(engine)
     await migrate(engine)  # idempotent
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == head_revision() == "0002"
     try:
         yield SqlConversationStore(engine)
     finally:

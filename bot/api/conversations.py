@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from bot.api.errors import ApiError
-from bot.api.keys import SERVICE, SETTINGS
+from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
 from bot.api.routes import Route
 from bot.api.schemas import (
+    CallbackIn,
     ConversationOut,
     CreateConversation,
+    HandoffIn,
     HandoffOut,
     MessageResult,
     PostMessage,
+    QueueOut,
     TurnOut,
 )
 from bot.conversation_service import ConversationClosed
+from bot.events import HandoffReason, HandoffRequested
+from bot.handoff.service import HandoffError
 from bot.store.conversations import ConversationNotFound
 from bot.store.records import Customer
 
@@ -96,8 +102,72 @@ async def post_message(request: web.Request) -> web.Response:
         replies=[TurnOut.of(t) for t in ex.replies],
         handoff=HandoffOut(**ex.handoff.as_data()) if ex.handoff else None,
         duplicate=ex.duplicate,
+        queue=QueueOut(**ex.queue.as_data()) if ex.queue else None,
     )
     return web.json_response(out.model_dump(mode="json"))
+
+
+async def request_handoff(request: web.Request) -> web.Response:
+    cid = _conversation_id(request)
+    body = await _body(request, HandoffIn)
+    try:
+        info = await request.app[SERVICE].request_handoff(
+            cid, HandoffRequested(HandoffReason(body.reason), body.skill, body.detail)
+        )
+    except ConversationNotFound as exc:
+        raise ApiError(404, "conversation_not_found", str(exc)) from exc
+    except ConversationClosed as exc:
+        raise ApiError(409, "conversation_closed", str(exc)) from exc
+    return web.json_response(QueueOut(**info.as_data()).model_dump(mode="json"))
+
+
+async def close_conversation(request: web.Request) -> web.Response:
+    cid = _conversation_id(request)
+    try:
+        conv = await request.app[SERVICE].close(cid)
+    except ConversationNotFound as exc:
+        raise ApiError(404, "conversation_not_found", str(exc)) from exc
+    return web.json_response(ConversationOut.of(conv, with_transcript=True).model_dump(mode="json"))
+
+
+async def request_callback(request: web.Request) -> web.Response:
+    cid = _conversation_id(request)
+    body = await _body(request, CallbackIn)
+    if await request.app[SERVICE].get(cid) is None:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r} not found")
+    try:
+        await request.app[HANDOFF].request_callback(cid, body.number, body.at)
+    except HandoffError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    info = await request.app[HANDOFF].queue_info(cid)
+    assert info is not None  # a callback ticket is open
+    return web.json_response(QueueOut(**info.as_data()).model_dump(mode="json"))
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """WebSocket of live events for one conversation: turns, queue updates, agent joined."""
+    cid = _conversation_id(request)
+    if await request.app[SERVICE].get(cid) is None:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r} not found")
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    with request.app[HUB].subscribe(f"conversation:{cid}") as sub:
+        info = await request.app[HANDOFF].queue_info(cid)
+        if info is not None:
+            await ws.send_json({"type": "queue", **info.as_data()})
+        reader = asyncio.ensure_future(ws.receive())
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(sub.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    getter.cancel()
+                    break  # the client closed (or sent something: this stream is one-way)
+                await ws.send_json(getter.result())
+        finally:
+            reader.cancel()
+            await ws.close()
+    return ws
 
 
 _ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
@@ -108,6 +178,36 @@ _ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
 }
 
 ROUTES = [
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/handoff",
+        request_handoff,
+        "Hand the conversation to a person now; answers the queue position and wait",
+        body=HandoffIn,
+        responses={200: ("queued", QueueOut), 404: ("unknown id", None), **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/close",
+        close_conversation,
+        "The customer left: close it (a wait in queue is recorded as abandoned)",
+        responses={200: ("closed", ConversationOut), 404: ("unknown id", None)},
+    ),
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/callback",
+        request_callback,
+        "Ask for a callback instead of waiting in queue",
+        body=CallbackIn,
+        responses={200: ("scheduled", QueueOut), 409: ("not waiting", None), **_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/api/v1/conversations/{conversation_id}/stream",
+        stream,
+        "WebSocket: live turns, queue position and agent events of one conversation",
+        responses={101: ("switching protocols", None), 404: ("unknown id", None)},
+    ),
     Route(
         "POST",
         "/api/v1/conversations",

@@ -64,7 +64,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         err = validation_error(exc)
         return error_response(err.status, err.code, err.message, err.details)
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith(("/api/", "/healthz", "/readyz")):
+        if exc.status < 400 or not request.path.startswith(
+            ("/api/", "/desk/api/", "/desk/ws", "/healthz", "/readyz")
+        ):
             raise
         code, message = _HTTP_CODES.get(exc.status, (f"http_{exc.status}", exc.reason))
         if exc.status == 413:

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.conversation_service import ConversationService
+from bot.handoff.service import HandoffService
+from bot.hub import EventHub
 from bot.rasa_client import RasaClient
 from bot.store.conversations import SqlConversationStore
 
@@ -13,3 +15,5 @@ SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("conversation_service", ConversationService)
 STORE = web.AppKey("conversation_store", SqlConversationStore)
 RASA = web.AppKey("rasa_client", RasaClient)
+HANDOFF = web.AppKey("handoff_service", HandoffService)
+HUB = web.AppKey("event_hub", EventHub)

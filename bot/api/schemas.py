@@ -125,11 +125,34 @@ class HandoffOut(BaseModel):
     detail: str | None
 
 
+class QueueOut(BaseModel):
+    ticket_id: int
+    status: str = Field(description="queued, offered, assigned or callback_scheduled")
+    position: int | None = Field(None, description="1 = next to be answered")
+    estimated_wait_s: float | None = None
+    callback_offered: bool = Field(False, description="true when the wait is long")
+    agent: str | None = Field(None, description="the agent's name once one has joined")
+
+
+class HandoffIn(_Strict):
+    skill: str | None = Field(None, min_length=1, max_length=60)
+    reason: str = Field("user_request", pattern="^(user_request|dtmf_zero|business_rule)$")
+    detail: str | None = Field(None, max_length=200)
+
+
+class CallbackIn(_Strict):
+    number: str = Field(..., min_length=3, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,40}$")
+    at: datetime | None = Field(
+        None, description="when to call back (default: as soon as possible)"
+    )
+
+
 class MessageResult(BaseModel):
     conversation_id: str
     user_turn: TurnOut
     replies: list[TurnOut]
     handoff: HandoffOut | None = None
+    queue: QueueOut | None = Field(None, description="set while a person is coming or present")
     duplicate: bool = Field(False, description="true when client_message_id was seen before")
 
 

@@ -108,3 +108,68 @@ class ConversationEventRow(Base):
     type: Mapped[str] = mapped_column(String(40), index=True)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserRow(Base):
+    """A desk user: agent, supervisor or admin. Passwords are argon2 hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    skills: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    max_chats: Mapped[int] = mapped_column(Integer, default=3)
+    presence: Mapped[str] = mapped_column(String(16), default="offline")
+    presence_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    wrap_up_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SessionRow(Base):
+    """A desk login session; the cookie holds the token, the table its sha256."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TicketRow(Base):
+    """A handoff: one conversation waiting for, or owned by, a human."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_status_queued", "status", "queued_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    skill: Mapped[str] = mapped_column(String(60))
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    summary: Mapped[str | None] = mapped_column(Text)
+    slots: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    offered_to: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    offer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    declined_by: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    callback_number: Mapped[str | None] = mapped_column(String(40))
+    callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disposition: Mapped[str | None] = mapped_column(String(60))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""The agent and supervisor desk: login, desk API, live WebSocket push, pages."""

@@ -1,0 +1,370 @@
+"""The desk's HTTP API (``/desk/api/…``), its WebSocket (``/desk/ws``), login and pages.
+
+Every endpoint checks the session cookie and the role. State-changing requests also need the
+``X-CSRF-Token`` header that matches the session. The WebSocket only accepts same-origin
+connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.api.errors import ApiError
+from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
+from bot.api.schemas import ConversationOut
+from bot.desk.users import LoginSession, UserStore
+from bot.handoff.records import OPEN_STATUSES, Presence, TicketStatus, UserRole
+from bot.handoff.service import HandoffError, ticket_data
+
+USERS = web.AppKey("user_store", UserStore)
+COOKIE = "receptionist_session"
+SESSION = "desk_session"
+STAFF = (UserRole.AGENT, UserRole.SUPERVISOR, UserRole.ADMIN)
+LEADS = (UserRole.SUPERVISOR, UserRole.ADMIN)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LoginIn(_In):
+    username: str = Field(..., min_length=1, max_length=80)
+    password: str = Field(..., min_length=1, max_length=1000)
+
+
+class PresenceIn(_In):
+    presence: Presence
+
+
+class AgentMessageIn(_In):
+    text: str = Field(..., min_length=1, max_length=5000)
+
+
+class TransferIn(_In):
+    skill: str | None = Field(None, min_length=1, max_length=60)
+    agent_id: int | None = None
+
+
+class ResolveIn(_In):
+    disposition: str = Field(..., min_length=1, max_length=60)
+    hand_back: bool = False
+
+
+class ReassignIn(_In):
+    agent_id: int
+
+
+async def _json(request: web.Request, model: type[Any]) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    return model.model_validate_json(raw)
+
+
+async def current_session(request: web.Request) -> LoginSession | None:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 200:
+        return None
+    return await request.app[USERS].session(token)
+
+
+def require(*roles: UserRole) -> Callable[[Handler], Handler]:
+    """Only a logged-in user with one of ``roles``; unsafe methods also need the CSRF token."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            sess = await current_session(request)
+            if sess is None:
+                raise ApiError(401, "not_logged_in", "log in to the desk first")
+            if sess.user.role not in roles:
+                raise ApiError(403, "forbidden", "your role may not do this")
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                sent = request.headers.get("X-CSRF-Token", "")
+                if not sent or sent != sess.csrf_token:
+                    raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token header")
+            request[SESSION] = sess
+            return await handler(request)
+
+        guarded.__name__ = handler.__name__
+        return guarded
+
+    return wrap
+
+
+def _session(request: web.Request) -> LoginSession:
+    sess: LoginSession = request[SESSION]
+    return sess
+
+
+def _handoff_error(exc: HandoffError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+# -- login ---------------------------------------------------------------------------------
+async def login(request: web.Request) -> web.Response:
+    body = await _json(request, LoginIn)
+    settings = request.app[SETTINGS]
+    sess = await request.app[USERS].login(body.username, body.password, settings.auth.session_hours)
+    if sess is None:
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    resp = web.json_response({"user": _user(sess), "csrf_token": sess.csrf_token})
+    resp.set_cookie(
+        COOKIE,
+        sess.token,
+        httponly=True,
+        samesite="Strict",
+        path="/",
+        secure=settings.auth.cookie_secure,
+        max_age=int(settings.auth.session_hours * 3600),
+    )
+    return resp
+
+
+@require(*STAFF)
+async def logout(request: web.Request) -> web.Response:
+    sess = _session(request)
+    await request.app[HANDOFF].set_presence(sess.user, Presence.OFFLINE)
+    await request.app[USERS].logout(sess.token)
+    resp = web.json_response({"ok": True})
+    resp.del_cookie(COOKIE, path="/")
+    return resp
+
+
+def _user(sess: LoginSession) -> dict[str, Any]:
+    u = sess.user
+    return {
+        "id": u.id,
+        "username": u.username,
+        "name": u.display_name,
+        "role": u.role.value,
+        "skills": u.skills,
+        "max_chats": u.max_chats,
+    }
+
+
+@require(*STAFF)
+async def me(request: web.Request) -> web.Response:
+    sess = _session(request)
+    agent = await request.app[HANDOFF].store.agent(sess.user.id)
+    return web.json_response(
+        {
+            "user": _user(sess),
+            "csrf_token": sess.csrf_token,
+            "presence": agent.presence.value if agent else "offline",
+        }
+    )
+
+
+# -- agent work ----------------------------------------------------------------------------
+@require(*STAFF)
+async def set_presence(request: web.Request) -> web.Response:
+    body = await _json(request, PresenceIn)
+    await request.app[HANDOFF].set_presence(_session(request).user, body.presence)
+    return web.json_response({"presence": body.presence.value})
+
+
+@require(*STAFF)
+async def my_tickets(request: web.Request) -> web.Response:
+    user = _session(request).user
+    store = request.app[HANDOFF].store
+    if user.role in LEADS and request.query.get("all") == "1":
+        tickets = await store.tickets(OPEN_STATUSES)
+    else:
+        tickets = await store.tickets([TicketStatus.OFFERED, TicketStatus.ASSIGNED], user.id)
+        tickets = [
+            t
+            for t in tickets
+            if (t.status == TicketStatus.OFFERED and t.offered_to == user.id)
+            or (t.status == TicketStatus.ASSIGNED and t.agent_id == user.id)
+        ]
+    return web.json_response({"tickets": [ticket_data(t) for t in tickets]})
+
+
+def _ticket_id(request: web.Request) -> int:
+    raw = request.match_info["ticket_id"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise ApiError(404, "ticket_not_found", f"ticket {raw!r:.40} not found")
+    return int(raw)
+
+
+@require(*STAFF)
+async def ticket_detail(request: web.Request) -> web.Response:
+    user = _session(request).user
+    handoff = request.app[HANDOFF]
+    t = await handoff.store.get(_ticket_id(request))
+    if t is None:
+        raise ApiError(404, "ticket_not_found", "ticket not found")
+    if user.role not in LEADS and user.id not in (t.agent_id, t.offered_to):
+        raise ApiError(403, "forbidden", "this ticket is not yours")
+    conv = await request.app[SERVICE].get(t.conversation_id)
+    assert conv is not None  # tickets cascade with their conversation
+    return web.json_response(
+        {
+            "ticket": ticket_data(t),
+            "conversation": ConversationOut.of(conv, with_transcript=True).model_dump(mode="json"),
+            "history": await handoff.store.customer_history(t.conversation_id),
+        }
+    )
+
+
+def _ticket_action(fn: Callable[[web.Request, int], Awaitable[dict[str, Any]]]) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(await fn(request, _ticket_id(request)))
+        except HandoffError as exc:
+            raise _handoff_error(exc) from exc
+
+    handler.__name__ = fn.__name__
+    return require(*STAFF)(handler)
+
+
+async def _accept(request: web.Request, tid: int) -> dict[str, Any]:
+    t = await request.app[HANDOFF].accept(_session(request).user, tid)
+    return {"ticket": ticket_data(t)}
+
+
+async def _decline(request: web.Request, tid: int) -> dict[str, Any]:
+    await request.app[HANDOFF].decline(_session(request).user, tid)
+    return {"ok": True}
+
+
+async def _message(request: web.Request, tid: int) -> dict[str, Any]:
+    body = await _json(request, AgentMessageIn)
+    turn = await request.app[HANDOFF].agent_message(_session(request).user, tid, body.text)
+    return {"seq": turn.seq, "text": turn.text}
+
+
+async def _transfer(request: web.Request, tid: int) -> dict[str, Any]:
+    body = await _json(request, TransferIn)
+    if (body.skill is None) == (body.agent_id is None):
+        raise ApiError(422, "invalid_request", "give exactly one of skill or agent_id")
+    t = await request.app[HANDOFF].transfer(
+        _session(request).user, tid, skill=body.skill, to_agent=body.agent_id
+    )
+    return {"ticket": ticket_data(t)}
+
+
+async def _resolve(request: web.Request, tid: int) -> dict[str, Any]:
+    body = await _json(request, ResolveIn)
+    t = await request.app[HANDOFF].resolve(
+        _session(request).user, tid, body.disposition, body.hand_back
+    )
+    return {"ticket": ticket_data(t)}
+
+
+@require(*STAFF)
+async def canned(request: web.Request) -> web.Response:
+    return web.json_response({"responses": list(request.app[SETTINGS].handoff.canned_responses)})
+
+
+# -- supervisors ---------------------------------------------------------------------------
+@require(*LEADS)
+async def overview(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[HANDOFF].overview())
+
+
+@require(*LEADS)
+async def reassign(request: web.Request) -> web.Response:
+    body = await _json(request, ReassignIn)
+    try:
+        t = await request.app[HANDOFF].reassign(_ticket_id(request), body.agent_id)
+    except HandoffError as exc:
+        raise _handoff_error(exc) from exc
+    return web.json_response({"ticket": ticket_data(t)})
+
+
+# -- live push -----------------------------------------------------------------------------
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser: the cookie is the credential
+    return origin.rstrip("/") in {
+        f"{request.scheme}://{request.host}",
+        request.app[SETTINGS].server.base_url,
+    }
+
+
+async def desk_ws(request: web.Request) -> web.StreamResponse:
+    sess = await current_session(request)
+    if sess is None:
+        raise ApiError(401, "not_logged_in", "log in to the desk first")
+    if not _same_origin(request):
+        raise ApiError(403, "bad_origin", "the desk WebSocket only accepts its own origin")
+    user = sess.user
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    topics = [f"agent:{user.id}", "desk:conversations"]
+    if user.role in LEADS:
+        topics.append("supervisors")
+    store = request.app[HANDOFF].store
+    with request.app[HUB].subscribe(*topics) as sub:
+        await ws.send_json({"type": "hello", "user": _user(sess)})
+        reader = asyncio.ensure_future(ws.receive())
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(sub.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    getter.cancel()
+                    break
+                event = getter.result()
+                if event["type"] == "turn" and user.role not in LEADS:
+                    t = await store.open_for_conversation(event["conversation_id"])
+                    if t is None or user.id not in (t.agent_id, t.offered_to):
+                        continue
+                await ws.send_json(event)
+        finally:
+            reader.cancel()
+            await ws.close()
+    return ws
+
+
+# -- pages ---------------------------------------------------------------------------------
+def _static(name: str) -> str:
+    return files("bot").joinpath(f"static/{name}").read_text(encoding="utf-8")
+
+
+async def desk_page(request: web.Request) -> web.StreamResponse:
+    if await current_session(request) is None:
+        raise web.HTTPFound("/desk/login")
+    return web.Response(
+        text=_static("desk.html"), content_type="text/html", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return web.Response(text=_static("login.html"), content_type="text/html")
+
+
+async def desk_js(request: web.Request) -> web.Response:
+    return web.Response(text=_static("desk.js"), content_type="application/javascript")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/desk", desk_page)
+    r.add_get("/desk/login", login_page)
+    r.add_get("/desk/desk.js", desk_js)
+    r.add_post("/desk/api/login", login)
+    r.add_post("/desk/api/logout", logout)
+    r.add_get("/desk/api/me", me)
+    r.add_post("/desk/api/presence", set_presence)
+    r.add_get("/desk/api/tickets", my_tickets)
+    r.add_get("/desk/api/tickets/{ticket_id}", ticket_detail)
+    r.add_post("/desk/api/tickets/{ticket_id}/accept", _ticket_action(_accept))
+    r.add_post("/desk/api/tickets/{ticket_id}/decline", _ticket_action(_decline))
+    r.add_post("/desk/api/tickets/{ticket_id}/messages", _ticket_action(_message))
+    r.add_post("/desk/api/tickets/{ticket_id}/transfer", _ticket_action(_transfer))
+    r.add_post("/desk/api/tickets/{ticket_id}/resolve", _ticket_action(_resolve))
+    r.add_post("/desk/api/tickets/{ticket_id}/reassign", reassign)
+    r.add_get("/desk/api/canned", canned)
+    r.add_get("/desk/api/overview", overview)
+    r.add_get("/desk/ws", desk_ws)

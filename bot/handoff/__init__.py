@@ -1,0 +1,1 @@
+"""Human handoff: durable tickets, skills- and priority-based routing (ACD), agents."""

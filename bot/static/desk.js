@@ -1,0 +1,161 @@
+// The agent & supervisor desk. Plain JavaScript; all user text goes through textContent.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { me: null, csrf: "", current: null, tickets: new Map() };
+
+async function api(method, path, body) {
+  const r = await fetch(path, {
+    method, credentials: "same-origin",
+    headers: body === undefined ? { "X-CSRF-Token": state.csrf }
+                                : { "Content-Type": "application/json", "X-CSRF-Token": state.csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 401) { location.href = "/desk/login"; throw new Error("logged out"); }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error((data.error && data.error.message) || r.statusText);
+  return data;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function fmtWait(s) { return s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`; }
+
+function renderTickets() {
+  const offers = $("offers"), mine = $("mine");
+  offers.replaceChildren(); mine.replaceChildren();
+  for (const t of state.tickets.values()) {
+    const li = el("li", undefined, "ticket");
+    li.dataset.ticket = t.id;
+    li.append(el("div", `#${t.id} · ${t.channel} · ${t.skill} · ${t.reason.replace(/_/g, " ")}`));
+    if (t.summary) li.append(el("div", t.summary, "meta"));
+    if (t.status === "offered" && t.offered_to === state.me.id) {
+      const accept = el("button", "Accept"); accept.type = "button";
+      accept.addEventListener("click", () => acceptTicket(t.id));
+      const decline = el("button", "Decline"); decline.type = "button";
+      decline.addEventListener("click", () => api("POST", `/desk/api/tickets/${t.id}/decline`).then(loadTickets));
+      li.append(accept, decline);
+      offers.append(li);
+    } else if (t.status === "assigned" && t.agent_id === state.me.id) {
+      const open = el("button", t.id === state.current ? "Open (current)" : "Open"); open.type = "button";
+      open.addEventListener("click", () => openTicket(t.id));
+      li.append(open);
+      mine.append(li);
+    }
+  }
+  if (!offers.children.length) offers.append(el("li", "No offers.", "meta"));
+  if (!mine.children.length) mine.append(el("li", "None.", "meta"));
+}
+
+async function loadTickets() {
+  const data = await api("GET", "/desk/api/tickets");
+  state.tickets = new Map(data.tickets.map((t) => [t.id, t]));
+  renderTickets();
+}
+
+async function acceptTicket(id) {
+  try { await api("POST", `/desk/api/tickets/${id}/accept`); }
+  catch (e) { alert(e.message); }
+  await loadTickets();
+  await openTicket(id);
+}
+
+function addTurn(turn) {
+  const who = turn.role === "agent" ? ((turn.payload && turn.payload.agent) || "agent") : turn.role;
+  const div = el("div", undefined, `turn ${turn.role}`);
+  div.dataset.seq = turn.seq;
+  div.append(el("span", who, "who"), el("span", turn.text || ""));
+  if (turn.intent) div.append(el("span", ` (${turn.intent} ${Math.round((turn.intent_confidence || 0) * 100)}%)`, "meta"));
+  $("transcript").append(div);
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+}
+
+async function openTicket(id) {
+  const data = await api("GET", `/desk/api/tickets/${id}`);
+  state.current = id;
+  $("summary").textContent = data.ticket.summary || "";
+  $("transcript").replaceChildren();
+  for (const t of data.conversation.transcript) addTurn(t);
+  const c = data.conversation.customer, ctx = $("context");
+  ctx.replaceChildren(el("div", `Name: ${c.name || "unknown"}`), el("div", `Phone: ${c.phone || "—"}`),
+                      el("div", `Email: ${c.email || "—"}`), el("div", `Channel: ${data.conversation.channel}`));
+  if (data.ticket.slots) for (const [k, v] of Object.entries(data.ticket.slots)) ctx.append(el("div", `${k}: ${v}`));
+  ctx.append(el("div", `Earlier conversations: ${data.history.length}`));
+  for (const h of data.history) ctx.append(el("div", `· ${h.created_at.slice(0, 16)} ${h.channel} (${h.status})`));
+  const own = data.ticket.status === "assigned" && data.ticket.agent_id === state.me.id;
+  $("reply").hidden = !own; $("actions").hidden = !own;
+  renderTickets();
+}
+
+$("reply").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || state.current === null) return;
+  try { await api("POST", `/desk/api/tickets/${state.current}/messages`, { text }); $("text").value = ""; }
+  catch (e) { alert(e.message); }
+});
+$("canned").addEventListener("change", () => {
+  if ($("canned").value) $("text").value = $("canned").value.replace("{agent}", state.me.name);
+  $("canned").value = ""; $("text").focus();
+});
+$("transfer").addEventListener("click", async () => {
+  const skill = $("transfer-skill").value.trim();
+  if (!skill) return;
+  await api("POST", `/desk/api/tickets/${state.current}/transfer`, { skill }).catch((e) => alert(e.message));
+  state.current = null; $("reply").hidden = true; $("actions").hidden = true; loadTickets();
+});
+$("resolve").addEventListener("click", async () => {
+  await api("POST", `/desk/api/tickets/${state.current}/resolve`,
+            { disposition: $("disposition").value, hand_back: $("hand-back").checked }).catch((e) => alert(e.message));
+  state.current = null; $("reply").hidden = true; $("actions").hidden = true;
+  $("summary").textContent = "Resolved."; loadTickets();
+});
+$("presence").addEventListener("change", () => api("POST", "/desk/api/presence", { presence: $("presence").value }));
+$("logout").addEventListener("click", async () => { await api("POST", "/desk/api/logout"); location.href = "/desk/login"; });
+
+async function loadOverview() {
+  const o = await api("GET", "/desk/api/overview");
+  $("queues").replaceChildren(...o.queues.map((q) => {
+    const tr = el("tr"); tr.append(el("td", q.skill), el("td", String(q.waiting)), el("td", fmtWait(q.longest_wait_s))); return tr; }));
+  $("agents").replaceChildren(...o.agents.map((a) => {
+    const tr = el("tr"); tr.append(el("td", a.name), el("td", a.presence), el("td", String(a.open))); return tr; }));
+  $("live-tickets").replaceChildren(...[...o.waiting, ...o.active].map((t) => {
+    const li = el("li", `#${t.id} ${t.status} · ${t.skill}${t.agent_id ? " · agent " + t.agent_id : ""}`, "ticket");
+    const view = el("button", "Read"); view.type = "button";
+    view.addEventListener("click", () => openTicket(t.id));
+    li.append(view); return li; }));
+}
+
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/desk/ws`);
+  ws.onopen = () => { $("live").textContent = "live"; loadTickets(); if (isLead()) loadOverview(); };
+  ws.onclose = () => { $("live").textContent = "reconnecting…"; setTimeout(connect, 1500); };
+  ws.onmessage = (msg) => {
+    const ev = JSON.parse(msg.data);
+    if (ev.type === "offer") { state.tickets.set(ev.ticket.id, ev.ticket); renderTickets(); }
+    else if (ev.type === "offer_revoked") { state.tickets.delete(ev.ticket_id); renderTickets(); }
+    else if (ev.type === "turn") {
+      const t = [...state.tickets.values()].find((x) => x.conversation_id === ev.conversation_id);
+      if (t && t.id === state.current) addTurn(ev.turn);
+    } else if (ev.type === "overview_changed" && isLead()) loadOverview();
+    else if (ev.type === "presence") { $("presence").value = ev.presence; $("presence-note").textContent = ""; }
+  };
+}
+
+function isLead() { return state.me && (state.me.role === "supervisor" || state.me.role === "admin"); }
+
+(async () => {
+  const me = await api("GET", "/desk/api/me");
+  state.me = me.user; state.csrf = me.csrf_token;
+  $("me").textContent = `${me.user.name} (${me.user.role})`;
+  $("presence").value = me.presence === "wrap_up" ? "available" : me.presence;
+  if (me.presence === "wrap_up") $("presence-note").textContent = "wrap-up";
+  $("supervisor").hidden = !isLead();
+  const canned = await api("GET", "/desk/api/canned");
+  for (const c of canned.responses) { const o = el("option", c.slice(0, 60)); o.value = c; $("canned").append(o); }
+  connect();
+})();
