@@ -110,6 +110,7 @@ def endpoints_banner(settings: Settings) -> str:
         "",
         "receptionist is up. Endpoints:",
         f"  home page             {base}/",
+        f"  agent desk            {base}/desk",
         f"  HTTP API              {base}/api/v1/conversations",
         f"  OpenAPI document      {base}/api/v1/openapi.json",
         f"  health / readiness    {base}/healthz   {base}/readyz",

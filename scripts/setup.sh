@@ -3,13 +3,13 @@
 # nothing changed it only checks (a few seconds). Used by `make setup`, `make run`, `make test`.
 #
 #   scripts/setup.sh          what `make run` needs
-#   scripts/setup.sh --test   plus what the test suite needs (PostgreSQL server, …)
+#   scripts/setup.sh --test   plus what the test suite needs (PostgreSQL server, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 APT_RUN="python3-venv libfreetype-dev libqhull-dev pkg-config espeak-ng sox"
-APT_TEST="postgresql"
+APT_TEST="postgresql chromium fonts-dejavu-core"
 WITH_TEST=0
 [[ "${1:-}" == "--test" ]] && WITH_TEST=1
 

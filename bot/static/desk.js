@@ -68,7 +68,13 @@ function addTurn(turn) {
   const who = turn.role === "agent" ? ((turn.payload && turn.payload.agent) || "agent") : turn.role;
   const div = el("div", undefined, `turn ${turn.role}`);
   div.dataset.seq = turn.seq;
-  div.append(el("span", who, "who"), el("span", turn.text || ""));
+  const handoff = turn.payload && turn.payload.custom && turn.payload.custom.handoff;
+  const text = turn.text || (handoff ? `→ handed off (${(handoff.reason || "").replace(/_/g, " ")})` : "");
+  if (!text && !(turn.payload && turn.payload.buttons)) return;
+  div.append(el("span", who, "who"), el("span", text));
+  if (turn.payload && turn.payload.buttons) {
+    div.append(el("span", ` [${turn.payload.buttons.map((b) => b.title).join(" | ")}]`, "meta"));
+  }
   if (turn.intent) div.append(el("span", ` (${turn.intent} ${Math.round((turn.intent_confidence || 0) * 100)}%)`, "meta"));
   $("transcript").append(div);
   $("transcript").scrollTop = $("transcript").scrollHeight;

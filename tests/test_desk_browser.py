@@ -1,0 +1,126 @@
+"""The desk in a real browser (Chromium via Playwright): an agent receives a handoff live,
+reads the transcript, chats with the visitor and resolves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import bot_for
+from tests.procs import BotService, RasaStack
+from tests.test_desk import PASSWORD, add_user
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError("Chromium missing: `make test` installs the Debian package chromium")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def service(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
+    svc = bot_for(
+        rasa,
+        tmp_path_factory.mktemp("browser-desk"),
+        RECEPTIONIST_HANDOFF__ROUTER_INTERVAL_S="0.2",
+        RECEPTIONIST_HANDOFF__WRAP_UP_S="0",
+    )
+    add_user(svc, "amy", "agent", "general:1", "Amy")
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def _login(page: Page, base: str, username: str) -> None:
+    page.goto(base + "/desk")
+    expect(page).to_have_url(base + "/desk/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(base + "/desk")
+    expect(page.get_by_role("status").filter(has_text="live")).to_be_visible()
+
+
+def _wait_for(pred: Any, what: str, limit_s: float = 15) -> Any:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_agent_takes_a_chat_in_the_browser(
+    browser: Browser, service: BotService, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    _login(page, service.url, "amy")
+    page.get_by_label("Status").select_option("available")
+
+    cid = service.new_conversation(channel="webchat", customer={"name": "Vera"})
+    service.say(cid, "what are your opening hours")
+    res = service.say(cid, "can i talk to a person please")
+    assert res["handoff"]["reason"] == "user_request"
+
+    offers = page.locator("#offers")
+    expect(offers).to_contain_text("user request", timeout=10_000)  # pushed, no reload
+    expect(offers).to_contain_text("Vera")
+    offers.get_by_role("button", name="Accept").click()
+
+    log = page.get_by_role("log")
+    expect(log).to_contain_text("what are your opening hours")
+    expect(log).to_contain_text("We're open Monday to Friday")
+    expect(log).to_contain_text("opening_hours")  # the intent is shown with its confidence
+    expect(page.locator("#context")).to_contain_text("Vera")
+
+    page.get_by_label("Reply").fill("Hello Vera, this is Amy. How can I help?")
+    page.get_by_role("button", name="Send").click()
+    expect(log).to_contain_text("Hello Vera, this is Amy.")
+
+    def agent_turn() -> bool:
+        conv = service.api("GET", f"/conversations/{cid}")[1]
+        return any(
+            t["role"] == "agent" and "this is Amy" in (t["text"] or "") for t in conv["transcript"]
+        )
+
+    _wait_for(agent_turn, "the visitor to receive the agent's reply")
+    held = service.say(cid, "I need to move my appointment")
+    assert held["replies"] == []  # the bot stays silent while Amy owns the chat
+    expect(log).to_contain_text("I need to move my appointment")  # live, no reload
+
+    page.screenshot(path=str(tmp_path / "desk.png"), full_page=True)
+    page.get_by_label("Disposition").select_option("information_given")
+    page.get_by_role("button", name="Resolve").click()
+    expect(page.locator("#summary")).to_have_text("Resolved.")
+    expect(page.locator("#mine")).to_contain_text("None.")
+    conv = service.api("GET", f"/conversations/{cid}")[1]
+    assert conv["status"] == "closed"
+    assert any(
+        e["type"] == "resolved" and e["data"]["disposition"] == "information_given"
+        for e in conv["events"]
+    )
