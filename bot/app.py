@@ -68,7 +68,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[HUB] = hub
             app[HANDOFF] = handoff
             app[desk.USERS] = UserStore(engine)
-            app[SERVICE] = ConversationService(store, rasa, handoff)
+            app[SERVICE] = ConversationService(store, rasa, handoff, settings.handoff)
             reopened = await handoff.reconcile()
             if reopened:
                 log.warning("handoff.reconciled", tickets_opened=reopened)

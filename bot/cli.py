@@ -166,6 +166,16 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _bench_handoff(agents: int, tickets: int) -> int:
+    from bot.bench import bench_handoff
+
+    res = asyncio.run(bench_handoff(agents, tickets))
+    print(f"handoff creation -> offer on an agent's desk ({agents} agents, {tickets} tickets):")
+    for key in ("median_ms", "p95_ms", "max_ms"):
+        print(f"  {key:<10} {res[key]:8.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="receptionist", description=__doc__)
     p.add_argument("--config", type=Path, help="config file (default: receptionist.toml)")
@@ -197,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     api = bench_sub.add_parser("api", help="message round trip through a running service")
     api.add_argument("--url", help="bot service URL (default from config)")
     api.add_argument("--messages", type=int, default=50)
+    hb = bench_sub.add_parser("handoff", help="handoff → agent offer latency (self-contained)")
+    hb.add_argument("--agents", type=int, default=5)
+    hb.add_argument("--tickets", type=int, default=50)
     return p
 
 
@@ -223,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db_upgrade(settings)
     if args.command == "users":
         return _users(settings, args)
+    if args.command == "bench" and args.bench_command == "handoff":
+        return _bench_handoff(args.agents, args.tickets)
     if args.command == "bench":
         return _bench_api(settings, args.url, args.messages)
     return commands[args.command]()

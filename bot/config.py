@@ -90,6 +90,15 @@ class HandoffSettings(_Section):
         300.0, ge=0, description="offer a callback when the estimated wait exceeds this"
     )
     router_interval_s: float = Field(1.0, gt=0, le=60)
+    max_not_understood: int = Field(
+        3, ge=1, le=20, description="hand off once this many messages were not understood"
+    )
+    frustration_threshold: float = Field(
+        0.6, gt=0, le=1.01, description="hand off at this frustration score (1.01: never)"
+    )
+    vip_customers: tuple[str, ...] = Field(
+        (), description="phone numbers or emails that go straight to a person, high priority"
+    )
     canned_responses: tuple[str, ...] = (
         "Hello, my name is {agent}. I've read your conversation with our assistant; "
         "let me help you with that.",

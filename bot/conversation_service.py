@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
 
+from bot.config import HandoffSettings
 from bot.events import (
     BotReply,
     Channel,
@@ -28,6 +29,7 @@ from bot.events import (
     NluResult,
     Role,
 )
+from bot.handoff.frustration import frustration_score
 from bot.handoff.service import HandoffService, QueueInfo
 from bot.rasa_client import RasaError
 from bot.store.conversations import ConversationNotFound
@@ -35,6 +37,8 @@ from bot.store.records import Conversation, Customer, NewEvent, NewTurn, Turn
 
 log = structlog.get_logger("bot.conversation")
 
+HANDING_OVER = "I'll connect you with a colleague who can help you better."
+VIP_WELCOME = "Welcome back! A colleague will be with you in a moment."
 APOLOGY = (
     "Sorry, I'm having trouble answering right now. "
     "I've asked a colleague to pick up this conversation."
@@ -61,6 +65,8 @@ class ConversationStore(Protocol):
     ) -> Conversation | None: ...
 
     async def exchange_for(self, conversation_id: str, client_message_id: str) -> list[Turn]: ...
+
+    async def count_user_intent(self, conversation_id: str, intent: str) -> int: ...
 
     async def append(
         self,
@@ -113,11 +119,17 @@ def handoff_from_replies(replies: tuple[BotReply, ...]) -> HandoffRequested | No
 
 class ConversationService:
     def __init__(
-        self, store: ConversationStore, dialogue: Dialogue, handoff: HandoffService
+        self,
+        store: ConversationStore,
+        dialogue: Dialogue,
+        handoff: HandoffService,
+        rules: HandoffSettings,
     ) -> None:
         self._store = store
         self._dialogue = dialogue
         self._handoff = handoff
+        self._rules = rules
+        self._vips = {v.strip().lower() for v in rules.vip_customers}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def start(
@@ -178,7 +190,22 @@ class ConversationService:
             ):
                 return await self._hold_for_agent(conv.id, text, client_message_id, asr_confidence)
 
-            outcome = await self._run_dialogue(conv, text)
+            if self._is_vip(conv):
+                outcome = DialogueOutcome(
+                    nlu=None,
+                    replies=(BotReply(text=VIP_WELCOME),),
+                    handoff=HandoffRequested(
+                        HandoffReason.BUSINESS_RULE, detail="vip_customer", priority=3
+                    ),
+                )
+            else:
+                outcome = await self._with_triggers(
+                    conv, text, await self._run_dialogue(conv, text)
+                )
+            if outcome.handoff is not None and outcome.handoff.skill is None:
+                outcome = replace(
+                    outcome, handoff=replace(outcome.handoff, skill=self._rules.default_skill)
+                )
             turns = [
                 NewTurn(
                     role=Role.USER,
@@ -272,6 +299,36 @@ class ConversationService:
         queue = await self._handoff.queue_info(conversation_id)
         log.info("conversation.message.for_agent", conversation_id=conversation_id)
         return Exchange(conversation_id, turn, (), None, queue=queue)
+
+    def _is_vip(self, conv: Conversation) -> bool:
+        c = conv.customer
+        return bool(self._vips) and any(
+            k is not None and k.strip().lower() in self._vips for k in (c.phone, c.email)
+        )
+
+    async def _with_triggers(
+        self, conv: Conversation, text: str, outcome: DialogueOutcome
+    ) -> DialogueOutcome:
+        """Hand off when the user is frustrated or has not been understood too often."""
+        if outcome.handoff is not None:
+            return outcome
+        handoff = None
+        score = frustration_score(text)
+        if score >= self._rules.frustration_threshold:
+            handoff = HandoffRequested(
+                HandoffReason.FRUSTRATION, detail=f"frustration score {score}", priority=2
+            )
+        elif outcome.nlu is not None and outcome.nlu.intent == "nlu_fallback":
+            misses = await self._store.count_user_intent(conv.id, "nlu_fallback") + 1
+            if misses >= self._rules.max_not_understood:
+                handoff = HandoffRequested(
+                    HandoffReason.NOT_UNDERSTOOD, detail=f"{misses} messages not understood"
+                )
+        if handoff is None:
+            return outcome
+        return replace(
+            outcome, replies=(*outcome.replies, BotReply(text=HANDING_OVER)), handoff=handoff
+        )
 
     async def _run_dialogue(self, conv: Conversation, text: str) -> DialogueOutcome:
         started = time.perf_counter()

@@ -85,9 +85,15 @@ class HandoffRequested:
     reason: HandoffReason
     skill: str | None = None
     detail: str | None = None
+    priority: int | None = None  # None: the configured default
 
     def as_data(self) -> dict[str, Any]:
-        return {"reason": self.reason.value, "skill": self.skill, "detail": self.detail}
+        return {
+            "reason": self.reason.value,
+            "skill": self.skill,
+            "detail": self.detail,
+            "priority": self.priority,
+        }
 
 
 @dataclass(frozen=True, slots=True)

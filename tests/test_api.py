@@ -44,7 +44,12 @@ def test_button_payload_is_a_message(bot: BotService) -> None:
 def test_asking_for_a_human_hands_off(bot: BotService) -> None:
     cid = bot.new_conversation()
     res = bot.say(cid, "can i speak to a real person please")
-    assert res["handoff"] == {"reason": "user_request", "skill": "general", "detail": None}
+    assert res["handoff"] == {
+        "reason": "user_request",
+        "skill": "general",
+        "detail": None,
+        "priority": None,
+    }
     assert any("colleague" in (r["text"] or "") for r in res["replies"])
     conv = bot.api("GET", f"/conversations/{cid}")[1]
     assert conv["status"] == "handoff_requested"

@@ -106,3 +106,12 @@ def test_bench_api_reports_latency(bot: BotService) -> None:
     proc = run_cli("bench", "api", "--url", bot.url, "--messages", "5", env=bot.env)
     assert proc.returncode == 0, proc.stderr
     assert "median_ms" in proc.stdout and "p95_ms" in proc.stdout
+
+
+def test_bench_handoff_measures_offer_latency(tmp_path: Path) -> None:
+    _, env = instance_settings(tmp_path)
+    proc = run_cli("bench", "handoff", "--agents", "2", "--tickets", "6", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 agents, 6 tickets" in proc.stdout
+    median = float(proc.stdout.split("median_ms")[1].split()[0])
+    assert 0 < median < 30_000

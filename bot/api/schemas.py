@@ -123,6 +123,7 @@ class HandoffOut(BaseModel):
     reason: str
     skill: str | None
     detail: str | None
+    priority: int | None = None
 
 
 class QueueOut(BaseModel):

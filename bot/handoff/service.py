@@ -113,7 +113,9 @@ class HandoffService:
             reason=handoff.reason.value,
             detail=handoff.detail,
             skill=skill,
-            priority=self._settings.default_priority,
+            priority=(
+                self._settings.default_priority if handoff.priority is None else handoff.priority
+            ),
             summary=build_summary(conv, handoff.reason.value, handoff.detail, slots),
             slots=slots,
         )

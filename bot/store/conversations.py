@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.store.records import (
@@ -181,6 +181,19 @@ class SqlConversationStore:
         if row is None:
             raise ConversationNotFound(conversation_id)
         return row
+
+    async def count_user_intent(self, conversation_id: str, intent: str) -> int:
+        async with self._sessions() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(TurnRow)
+                .where(
+                    TurnRow.conversation_id == conversation_id,
+                    TurnRow.role == "user",
+                    TurnRow.intent == intent,
+                )
+            )
+        return int(n or 0)
 
     async def check_writable(self) -> None:
         """Raise if the database cannot take a write (the write is rolled back)."""

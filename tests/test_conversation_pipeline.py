@@ -1,0 +1,93 @@
+"""The conversation service as a pipeline: user text in, stored turns and handoff events
+out. The dialogue engine is scripted here (it is not what these tests are about); the
+store and the handoff queue are the real ones on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import HandoffSettings
+from bot.conversation_service import HANDING_OVER, ConversationService
+from bot.events import BotReply, Channel, NluResult
+from bot.handoff.service import HandoffService
+from bot.handoff.store import SqlHandoffStore
+from bot.hub import EventHub
+from bot.rasa_client import RasaError
+from bot.store import SqlConversationStore, create_engine, migrate
+
+
+class ScriptedDialogue:
+    """Answers with a fixed intent per text; raises RasaError for texts marked 'down'."""
+
+    def __init__(self, intents: dict[str, tuple[str, float]]) -> None:
+        self.intents = intents
+        self.sent: list[str] = []
+
+    async def send_message(
+        self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> list[BotReply]:
+        if text == "down":
+            raise RasaError("rasa_unreachable", "scripted outage")
+        self.sent.append(text)
+        return [BotReply(text=f"reply to {text}")]
+
+    async def parse(self, text: str) -> NluResult:
+        intent, conf = self.intents.get(text, ("nlu_fallback", 0.3))
+        return NluResult(intent, conf)
+
+
+@pytest.fixture
+async def parts(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[ConversationService, ScriptedDialogue, SqlConversationStore]]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await migrate(engine)
+    store = SqlConversationStore(engine)
+    rules = HandoffSettings(max_not_understood=3)
+    dialogue = ScriptedDialogue({"hello": ("greet", 0.98), "hours": ("opening_hours", 0.95)})
+    handoff = HandoffService(SqlHandoffStore(engine), store, EventHub(), rules)
+    yield ConversationService(store, dialogue, handoff, rules), dialogue, store
+    await engine.dispose()
+
+
+async def test_third_miss_hands_off_and_then_the_bot_is_silent(parts: Any) -> None:
+    service, dialogue, store = parts
+    conv = await service.start(Channel.WEBCHAT)
+    assert (await service.handle_user_message(conv.id, "???")).handoff is None
+    assert (await service.handle_user_message(conv.id, "hello")).handoff is None
+    assert (await service.handle_user_message(conv.id, "blah")).handoff is None
+    third = await service.handle_user_message(conv.id, "mmm")
+    assert third.handoff is not None and third.handoff.reason == "not_understood"
+    assert third.handoff.detail == "3 messages not understood"
+    assert third.handoff.skill == "general"
+    assert third.replies[-1].text == HANDING_OVER
+    assert third.queue is not None and third.queue.position == 1
+    sent = len(dialogue.sent)
+    held = await service.handle_user_message(conv.id, "hours")
+    assert held.replies == () and len(dialogue.sent) == sent  # Rasa not asked
+    stored = await store.get(conv.id)
+    assert stored.status == "handoff_requested"
+    assert [e.type for e in stored.events] == ["handoff_requested"]
+
+
+async def test_understood_messages_do_not_count(parts: Any) -> None:
+    service, _, _ = parts
+    conv = await service.start(Channel.API)
+    for text in ("???", "hello", "!!!", "hours", "hours"):
+        assert (await service.handle_user_message(conv.id, text)).handoff is None
+
+
+async def test_outage_hands_off_once(parts: Any) -> None:
+    service, _, store = parts
+    conv = await service.start(Channel.VOICE)
+    res = await service.handle_user_message(conv.id, "down")
+    assert res.handoff is not None and res.handoff.reason == "dependency_down"
+    assert res.handoff.skill == "general"
+    again = await service.handle_user_message(conv.id, "down")
+    assert again.handoff is None and again.replies == ()  # already waiting
+    stored = await store.get(conv.id)
+    assert [e.type for e in stored.events] == ["dependency_down", "handoff_requested"]
