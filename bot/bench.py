@@ -61,9 +61,10 @@ async def bench_handoff(agents: int, tickets: int) -> dict[str, float]:
     from pathlib import Path
 
     from aiohttp import web
+    from pydantic import SecretStr
 
     from bot.app import create_app
-    from bot.config import load_settings
+    from bot.config import HandoffSettings, RasaSettings, ServerSettings, Settings
     from bot.desk.users import UserStore
     from bot.handoff.records import UserRole
     from bot.store import create_engine, migrate
@@ -72,11 +73,14 @@ async def bench_handoff(agents: int, tickets: int) -> dict[str, float]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="receptionist-bench-") as tmp:
-        settings = load_settings(
+        # built from scratch, never from the environment: the bench must not touch a real
+        # installation's database or ports
+        settings = Settings.model_construct(
+            home=Path(tmp),
             data_dir=Path(tmp),
-            server={"port": port},
-            rasa={"url": "http://127.0.0.1:9", "token": "unused"},
-            handoff={"router_interval_s": 1.0, "offer_timeout_s": 600},
+            server=ServerSettings(port=port),
+            rasa=RasaSettings(url="http://127.0.0.1:9", token=SecretStr("unused")),
+            handoff=HandoffSettings(router_interval_s=1.0, offer_timeout_s=600),
         )
         engine = create_engine(settings.database_url)
         await migrate(engine)
