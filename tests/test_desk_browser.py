@@ -124,3 +124,27 @@ def test_agent_takes_a_chat_in_the_browser(
         e["type"] == "resolved" and e["data"]["disposition"] == "information_given"
         for e in conv["events"]
     )
+
+
+def test_supervisor_sees_queues_and_reassigns(browser: Browser, service: BotService) -> None:
+    add_user(service, "sam", "supervisor", "general:1", "Sam")
+    amy, sam = browser.new_page(), browser.new_page()
+    _login(amy, service.url, "amy")
+    amy.get_by_label("Status").select_option("busy")  # not taking offers by herself
+    _login(sam, service.url, "sam")
+    expect(sam.get_by_role("heading", name="Queues & agents")).to_be_visible()
+
+    cid = service.new_conversation(channel="webchat", customer={"name": "Walt"})
+    service.say(cid, "i want to talk to a human")
+    queues = sam.locator("#queues")
+    expect(queues).to_contain_text("general", timeout=10_000)  # live, no reload
+    expect(sam.locator("#agents")).to_contain_text("busy")
+    ticket = sam.locator("#live-tickets li").filter(has_text="queued")
+    expect(ticket).to_have_count(1)
+    ticket.get_by_label("Reassign ticket").select_option(label="Amy")
+
+    offers = amy.locator("#offers")
+    expect(offers).to_contain_text("Walt", timeout=10_000)
+    offers.get_by_role("button", name="Accept").click()
+    expect(amy.get_by_role("log")).to_contain_text("i want to talk to a human")
+    expect(sam.locator("#live-tickets")).to_contain_text("assigned")

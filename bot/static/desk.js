@@ -129,11 +129,25 @@ async function loadOverview() {
     const tr = el("tr"); tr.append(el("td", q.skill), el("td", String(q.waiting)), el("td", fmtWait(q.longest_wait_s))); return tr; }));
   $("agents").replaceChildren(...o.agents.map((a) => {
     const tr = el("tr"); tr.append(el("td", a.name), el("td", a.presence), el("td", String(a.open))); return tr; }));
+  const names = new Map(o.agents.map((a) => [a.id, a.name]));
   $("live-tickets").replaceChildren(...[...o.waiting, ...o.active].map((t) => {
-    const li = el("li", `#${t.id} ${t.status} · ${t.skill}${t.agent_id ? " · agent " + t.agent_id : ""}`, "ticket");
+    const owner = t.agent_id || t.offered_to;
+    const li = el("li", `#${t.id} ${t.status.replace(/_/g, " ")} · ${t.skill} · priority ${t.priority}` +
+                        (owner ? ` · ${names.get(owner) || "agent " + owner}` : ""), "ticket");
+    li.dataset.ticket = t.id;
     const view = el("button", "Read"); view.type = "button";
     view.addEventListener("click", () => openTicket(t.id));
-    li.append(view); return li; }));
+    const pick = el("select");
+    pick.setAttribute("aria-label", `Reassign ticket ${t.id} to`);
+    const none = el("option", "reassign to…"); none.value = ""; pick.append(none);
+    for (const a of o.agents) { const opt = el("option", a.name); opt.value = a.id; pick.append(opt); }
+    pick.addEventListener("change", async () => {
+      if (!pick.value) return;
+      await api("POST", `/desk/api/tickets/${t.id}/reassign`, { agent_id: Number(pick.value) })
+        .catch((e) => alert(e.message));
+      loadOverview();
+    });
+    li.append(view, pick); return li; }));
 }
 
 function connect() {
