@@ -24,6 +24,7 @@ from bot.handoff.store import SqlHandoffStore
 from bot.hub import EventHub
 from bot.rasa_client import RasaClient
 from bot.store import SqlConversationStore, create_engine, migrate
+from bot.webchat import channel as webchat
 
 log = structlog.get_logger("bot.app")
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     register(app, ROUTES)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     desk.add_routes(app)
+    webchat.add_routes(app)
     app.cleanup_ctx.append(_resources)
     return app
 

@@ -108,6 +108,22 @@ class HandoffSettings(_Section):
     )
 
 
+class WebchatSettings(_Section):
+    allowed_origins: tuple[str, ...] = Field(
+        (),
+        description="sites that may embed the widget, e.g. https://www.example.com; "
+        "the service's own origin is always allowed",
+    )
+    max_frame_bytes: int = Field(8192, ge=256, le=1024 * 1024)
+    messages_per_minute: float = Field(30.0, gt=0, description="per connection, sustained")
+    burst: int = Field(8, ge=1, le=1000, description="messages allowed at once")
+    ip_messages_per_minute: float = Field(240.0, gt=0, description="all connections of one IP")
+    max_violations: int = Field(5, ge=1, description="rate-limit hits before disconnecting")
+    identity_secret: SecretStr | None = Field(
+        None, description="shared secret the host site signs visitor identities with"
+    )
+
+
 class AuthSettings(_Section):
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     cookie_secure: bool = Field(False, description="set on when the desk is served over HTTPS")
@@ -136,6 +152,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     handoff: HandoffSettings = HandoffSettings()
     auth: AuthSettings = AuthSettings()
+    webchat: WebchatSettings = WebchatSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -177,19 +194,26 @@ class Settings(BaseSettings):
     def rasa_venv(self) -> Path:
         return self.path(self.rasa.venv)
 
-    def rasa_token(self) -> str:
-        """The Rasa API token: configured, or generated once into the data dir (mode 0600)."""
-        if self.rasa.token is not None:
-            return self.rasa.token.get_secret_value()
-        path = self.data_path / "secrets" / "rasa-token"
+    def secret(self, name: str) -> str:
+        """A random secret generated once into ``<data_dir>/secrets/<name>`` (mode 0600)."""
+        path = self.data_path / "secrets" / name
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
         return token
+
+    def rasa_token(self) -> str:
+        """The Rasa API token: configured, or generated once into the data dir (mode 0600)."""
+        if self.rasa.token is not None:
+            return self.rasa.token.get_secret_value()
+        return self.secret("rasa-token")
 
 
 def _config_file(home: Path, explicit: Path | None) -> Path | None:

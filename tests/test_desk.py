@@ -453,3 +453,64 @@ def test_kill_9_keeps_tickets_and_assignments(rasa: RasaStack, tmp_path: Path) -
         asyncio.run(after())
     finally:
         svc.stop()
+
+
+async def test_review_regressions(desk: BotService, staff: dict[str, Desk]) -> None:
+    """Leaving the desk, leaving the chat, naive times and unoffered grabs."""
+    ana, ben = staff["ana"], staff["ben"]
+    await ana.connect()
+    await ana.available()
+    async with aiohttp.ClientSession() as visitor:
+        # closing the last desk tab takes the agent offline and returns the offer
+        cid = await _visitor_handoff(visitor, desk.url)
+        offer = await ana.next_event("offer")
+        assert ana.ws is not None
+        await ana.ws.close()
+        ana.ws = None
+
+        async def presence() -> str:
+            return str((await ana.call("GET", "/desk/api/me"))["presence"])
+
+        for _ in range(100):
+            if await presence() == "offline":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the agent stayed available after closing the desk")
+        t = await staff["sue"].call("GET", f"/desk/api/tickets/{offer['ticket']['id']}")
+        assert t["ticket"]["status"] == "queued" and t["ticket"]["offered_to"] is None
+
+        # an agent without the skill cannot take a waiting ticket that was not offered
+        await ben.call("POST", "/desk/api/presence", {"presence": "busy"})
+        ana2 = await Desk(desk.url).login("ana")
+        try:
+            # ana has no billing skill: move it there via ben, then ana may not grab it
+            await ben.call("POST", f"/desk/api/tickets/{offer['ticket']['id']}/accept")
+            await ben.call(
+                "POST", f"/desk/api/tickets/{offer['ticket']['id']}/transfer", {"skill": "billing"}
+            )
+            err = await ana2.call(
+                "POST", f"/desk/api/tickets/{offer['ticket']['id']}/accept", expect=409
+            )
+            assert err["error"]["code"] == "not_eligible"
+        finally:
+            await ana2.close()
+
+        # the customer leaves while an agent owns the chat: the agent's ticket ends
+        await ben.connect()
+        await ben.call("POST", f"/desk/api/tickets/{offer['ticket']['id']}/accept")
+        async with visitor.post(f"{desk.url}/api/v1/conversations/{cid}/close") as r:
+            assert (await r.json())["status"] == "closed"
+        revoked = await ben.next_event("offer_revoked")
+        assert revoked["ticket_id"] == offer["ticket"]["id"]
+        t = await staff["sue"].call("GET", f"/desk/api/tickets/{offer['ticket']['id']}")
+        assert (t["ticket"]["status"], t["ticket"]["disposition"]) == ("resolved", "customer_left")
+
+        # a callback time needs a time zone: a clear 422, not a 500
+        cid2 = await _visitor_handoff(visitor, desk.url)
+        async with visitor.post(
+            f"{desk.url}/api/v1/conversations/{cid2}/callback",
+            json={"number": "+44 1 2345", "at": "2026-12-01T10:00:00"},
+        ) as r:
+            assert r.status == 422
+            assert "timezone" in (await r.text()).lower()

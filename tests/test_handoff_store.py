@@ -123,3 +123,54 @@ async def test_offer_only_from_queue_and_accept_only_by_offeree(engine: AsyncEng
     assert await q.accept(tid, b.id) is None  # offered to a, not b
     assert await q.accept(tid, a.id) is not None
     assert await q.accept(tid, a.id) is None  # already assigned
+
+
+async def test_racing_openers_get_one_ticket(engine: AsyncEngine) -> None:
+    convs = SqlConversationStore(engine)
+    q = SqlHandoffStore(engine)
+    c = await convs.create("api", "handoff_requested", Customer(), None)
+    results = await asyncio.gather(
+        *(
+            q.open_ticket(
+                c.id,
+                channel="api",
+                reason="user_request",
+                detail=None,
+                skill="general",
+                priority=1,
+                summary=None,
+                slots=None,
+            )
+            for _ in range(8)
+        )
+    )
+    assert len({t.id for t, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_stale_resolve_cannot_close_someone_elses_chat(engine: AsyncEngine) -> None:
+    a, b = await _agents(engine, 2, f"r{random.randrange(10**9)}")
+    [tid] = await _tickets(engine, 1)
+    q = SqlHandoffStore(engine)
+    mine = await q.accept(tid, a.id)
+    assert mine is not None
+    moved = await q.transfer(mine, skill=None, agent_id=b.id, by_agent=None, offer_timeout_s=30)
+    assert moved is not None
+    assert await q.accept(tid, b.id) is not None
+    assert await q.resolve(mine, "done", "closed") is None  # a's stale view
+    t = await q.get(tid)
+    assert t is not None and t.status == TicketStatus.ASSIGNED and t.agent_id == b.id
+
+
+async def test_customer_leaving_keeps_a_scheduled_callback(engine: AsyncEngine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    [tid] = await _tickets(engine, 1)
+    q = SqlHandoffStore(engine)
+    t = await q.get(tid)
+    assert t is not None
+    cb = await q.schedule_callback(t, "+44 1", datetime.now(UTC) + timedelta(hours=1))
+    assert cb is not None
+    assert await q.abandon(cb) is None
+    after = await q.get(tid)
+    assert after is not None and after.status == TicketStatus.CALLBACK

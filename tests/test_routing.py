@@ -83,7 +83,10 @@ def test_ineligible_agents() -> None:
     declined = agent(2, {"general": 1})
     full = agent(3, {"general": 1}, max_chats=2)
     on_call = agent(4, {"general": 1})
-    assert choose_agent(t, [away, declined, full, on_call], {3: (2, 0), 4: (1, 1)}) is None
+    loads = {3: (2, 0), 4: (1, 1)}
+    assert choose_agent(t, [away, full, on_call], loads) is None
+    # the decliner is the only one able: asked again rather than leaving the ticket stranded
+    assert choose_agent(t, [away, declined, full, on_call], loads) == declined
 
 
 def test_voice_needs_an_idle_agent() -> None:
@@ -113,3 +116,11 @@ def test_wait_estimate() -> None:
     assert estimate_wait(ts[2], ts, free, {}, NOW, 1000, 240).estimated_wait_s == 0
     nobody = estimate_wait(ts[0], ts, [], {}, NOW, 1000, 240)
     assert (nobody.position, nobody.estimated_wait_s) == (1, 240.0)
+
+
+def test_decliner_gets_the_ticket_when_nobody_else_can() -> None:
+    t = ticket(1, declined=(1,))
+    only = agent(1, {"general": 1})
+    other = agent(2, {"general": 1})
+    assert choose_agent(t, [only, other], {}) == other
+    assert choose_agent(t, [only], {}) == only  # never stranded

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -140,7 +140,8 @@ async def request_callback(request: web.Request) -> web.Response:
     except HandoffError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
     info = await request.app[HANDOFF].queue_info(cid)
-    assert info is not None  # a callback ticket is open
+    if info is None:  # the customer closed in the meantime
+        raise ApiError(409, "not_waiting", "this conversation is no longer waiting")
     return web.json_response(QueueOut(**info.as_data()).model_dump(mode="json"))
 
 
@@ -156,16 +157,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if info is not None:
             await ws.send_json({"type": "queue", **info.as_data()})
         reader = asyncio.ensure_future(ws.receive())
+        getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while not ws.closed:
                 getter = asyncio.ensure_future(sub.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
-                    getter.cancel()
                     break  # the client closed (or sent something: this stream is one-way)
                 await ws.send_json(getter.result())
         finally:
             reader.cancel()
+            if getter is not None:
+                getter.cancel()
             await ws.close()
     return ws
 

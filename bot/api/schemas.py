@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from bot.events import Channel
 from bot.store.records import Conversation, Turn
@@ -143,8 +143,8 @@ class HandoffIn(_Strict):
 
 class CallbackIn(_Strict):
     number: str = Field(..., min_length=3, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,40}$")
-    at: datetime | None = Field(
-        None, description="when to call back (default: as soon as possible)"
+    at: AwareDatetime | None = Field(
+        None, description="when to call back, with a time zone (default: as soon as possible)"
     )
 
 

@@ -23,6 +23,7 @@ from bot.handoff.records import OPEN_STATUSES, Presence, TicketStatus, UserRole
 from bot.handoff.service import HandoffError, ticket_data
 
 USERS = web.AppKey("user_store", UserStore)
+SESSION_RECHECK_S = 30.0
 COOKIE = "receptionist_session"
 SESSION = "desk_session"
 STAFF = (UserRole.AGENT, UserRole.SUPERVISOR, UserRole.ADMIN)
@@ -304,18 +305,34 @@ async def desk_ws(request: web.Request) -> web.StreamResponse:
     topics = [f"agent:{user.id}", "desk:conversations"]
     if user.role in LEADS:
         topics.append("supervisors")
-    store = request.app[HANDOFF].store
+    handoff = request.app[HANDOFF]
+    store = handoff.store
+    users = request.app[USERS]
+    token = request.cookies.get(COOKIE, "")
+    handoff.desk_connected(user)
     with request.app[HUB].subscribe(*topics) as sub:
         await ws.send_json({"type": "hello", "user": _user(sess)})
         reader = asyncio.ensure_future(ws.receive())
+        getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             while not ws.closed:
-                getter = asyncio.ensure_future(sub.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter is None:
+                    getter = asyncio.ensure_future(sub.get())
+                waiting: set[asyncio.Future[Any]] = {getter, reader}
+                done, _ = await asyncio.wait(
+                    waiting,
+                    timeout=SESSION_RECHECK_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if reader in done:
-                    getter.cancel()
                     break
+                if not done:  # quiet for a while: is the login still valid?
+                    if await users.session(token) is None:
+                        await ws.close(code=4401, message=b"session ended")
+                        break
+                    continue
                 event = getter.result()
+                getter = None
                 if event["type"] == "turn" and user.role not in LEADS:
                     t = await store.open_for_conversation(event["conversation_id"])
                     if t is None or user.id not in (t.agent_id, t.offered_to):
@@ -323,7 +340,10 @@ async def desk_ws(request: web.Request) -> web.StreamResponse:
                 await ws.send_json(event)
         finally:
             reader.cancel()
+            if getter is not None:
+                getter.cancel()
             await ws.close()
+            await handoff.desk_disconnected(user)
     return ws
 
 

@@ -3,9 +3,10 @@
 - Order: *effective priority* first, then FIFO. A ticket's effective priority is its priority
   class plus one class for every ``ageing_s`` seconds it has waited, so low priority work is
   never starved.
-- Eligibility: the agent is ``available``, has the ticket's skill (level >= 1), has a free
+- Eligibility: the agent is ``available``, has the ticket's skill (level >= 1) and a free
   slot (open chats < ``max_chats``; a voice call needs an agent with no open work and then
-  fills every slot), and has not declined or let this ticket's offer expire before.
+  fills every slot). Agents who declined or missed the ticket are asked again only when no
+  one else can take it.
 - Choice: highest skill level, then fewest open tickets, then longest in their presence state.
 - Estimated wait: zero while the ticket's place in line is within the free capacity of
   available agents with the skill; beyond that, (place - free slots) x average handle time /
@@ -43,15 +44,18 @@ def has_room(agent: Agent, load: int, voice_load: int, channel: str) -> bool:
 def choose_agent(
     ticket: Ticket, agents: Sequence[Agent], loads: Mapping[int, tuple[int, int]]
 ) -> Agent | None:
-    """The best available agent for this ticket, or ``None``. ``loads``: id -> (all, voice)."""
-    candidates = [
+    """The best available agent for this ticket, or ``None``. ``loads``: id -> (all, voice).
+
+    Agents who declined or missed this ticket come last: they get it again only when nobody
+    else can take it, so a ticket is never stranded."""
+    able = [
         a
         for a in agents
         if a.presence == Presence.AVAILABLE
         and a.skills.get(ticket.skill, 0) >= 1
-        and a.id not in ticket.declined_by
         and has_room(a, *loads.get(a.id, (0, 0)), ticket.channel)
     ]
+    candidates = [a for a in able if a.id not in ticket.declined_by] or able
     if not candidates:
         return None
     return min(

@@ -70,6 +70,7 @@ def turn_event(conversation_id: str, t: Turn) -> dict[str, Any]:
             "payload": t.payload,
             "intent": t.intent,
             "intent_confidence": t.intent_confidence,
+            "client_message_id": t.client_message_id,
             "created_at": t.created_at.isoformat(),
         },
     }
@@ -97,6 +98,7 @@ class HandoffService:
         self._hub = hub
         self._settings = settings
         self._kick = asyncio.Event()
+        self._desks: dict[int, int] = {}
         self.offer_latencies_ms: list[float] = []
 
     # -- opening and queue status --------------------------------------------------------
@@ -272,6 +274,16 @@ class HandoffService:
         return t
 
     async def accept(self, agent: Agent, ticket_id: int) -> Ticket:
+        current = await self.store.get(ticket_id)
+        if current is not None and current.status == TicketStatus.QUEUED:
+            # taking a waiting ticket unoffered: only with the skill and room for it
+            loads = (await self.store.loads()).get(agent.id, (0, 0))
+            if agent.skills.get(current.skill, 0) < 1 or not routing.has_room(
+                agent, *loads, current.channel
+            ):
+                raise HandoffError(
+                    409, "not_eligible", f"you lack the skill or room for ticket {ticket_id}"
+                )
         t = await self.store.accept(ticket_id, agent.id)
         if t is None:
             raise HandoffError(
@@ -320,7 +332,13 @@ class HandoffService:
         t = await self._own_ticket(agent, ticket_id)
         if to_agent is not None and await self.store.agent(to_agent) is None:
             raise HandoffError(422, "unknown_agent", f"no agent {to_agent}")
-        moved = await self.store.transfer(t, skill=skill, agent_id=to_agent, by_agent=agent.id)
+        moved = await self.store.transfer(
+            t,
+            skill=skill,
+            agent_id=to_agent,
+            by_agent=agent.id,
+            offer_timeout_s=self._settings.offer_timeout_s,
+        )
         if moved is None:
             raise HandoffError(409, "ticket_changed", "the ticket changed; reload it")
         await self._conversations.append(
@@ -331,7 +349,6 @@ class HandoffService:
                     "transferred", {"from_agent": agent.id, "skill": skill, "to_agent": to_agent}
                 )
             ],
-            status=ConversationStatus.HANDOFF_REQUESTED.value,
         )
         if to_agent is not None:
             self._hub.publish(f"agent:{to_agent}", {"type": "offer", "ticket": ticket_data(moved)})
@@ -377,8 +394,29 @@ class HandoffService:
 
     async def set_presence(self, agent: Agent, presence: Presence) -> None:
         await self.store.set_presence(agent.id, presence)
+        if presence != Presence.AVAILABLE:
+            for t in await self.store.offered_to(agent.id):
+                if await self.store.requeue(t, declined_by=None) is not None:
+                    self._hub.publish(
+                        f"agent:{agent.id}", {"type": "offer_revoked", "ticket_id": t.id}
+                    )
         self._publish_overview_changed()
         self.kick()
+
+    def desk_connected(self, agent: Agent) -> None:
+        self._desks[agent.id] = self._desks.get(agent.id, 0) + 1
+
+    async def desk_disconnected(self, agent: Agent) -> None:
+        """The agent's last desk closed: nobody sees offers there, so they go offline."""
+        left = self._desks.get(agent.id, 1) - 1
+        if left > 0:
+            self._desks[agent.id] = left
+            return
+        self._desks.pop(agent.id, None)
+        current = await self.store.agent(agent.id)
+        if current is not None and current.presence in (Presence.AVAILABLE, Presence.WRAP_UP):
+            log.info("handoff.agent.gone", agent_id=agent.id)
+            await self.set_presence(agent, Presence.OFFLINE)
 
     async def reassign(self, ticket_id: int, to_agent: int) -> Ticket:
         """Supervisor: move an open ticket to a named agent (offered to them)."""
@@ -387,14 +425,20 @@ class HandoffService:
             raise HandoffError(404, "ticket_not_found", "no open ticket with this id")
         if await self.store.agent(to_agent) is None:
             raise HandoffError(422, "unknown_agent", f"no agent {to_agent}")
-        if t.status == TicketStatus.QUEUED:
-            moved = await self.store.offer(t, to_agent, 300)
-        else:
-            moved = await self.store.transfer(
-                t, skill=None, agent_id=to_agent, by_agent=t.agent_id or t.offered_to or 0
-            )
+        if t.status == TicketStatus.CALLBACK:
+            raise HandoffError(409, "callback_scheduled", "this ticket waits for its callback time")
+        previous = t.agent_id or t.offered_to
+        moved = await self.store.transfer(
+            t,
+            skill=None,
+            agent_id=to_agent,
+            by_agent=None,
+            offer_timeout_s=self._settings.offer_timeout_s,
+        )
         if moved is None:
             raise HandoffError(409, "ticket_changed", "the ticket changed; try again")
+        if previous is not None and previous != to_agent:
+            self._hub.publish(f"agent:{previous}", {"type": "offer_revoked", "ticket_id": t.id})
         self._hub.publish(f"agent:{to_agent}", {"type": "offer", "ticket": ticket_data(moved)})
         self._publish_overview_changed()
         return moved
@@ -402,8 +446,22 @@ class HandoffService:
     # -- the customer's side -----------------------------------------------------------------
     async def abandon(self, conversation_id: str) -> Ticket | None:
         t = await self.store.open_for_conversation(conversation_id)
-        if t is None or t.status not in (*WAITING_STATUSES, TicketStatus.CALLBACK):
-            return None
+        if t is None or t.status == TicketStatus.CALLBACK:
+            return None  # a scheduled callback stands when the customer hangs up
+        if t.status == TicketStatus.ASSIGNED:
+            ended = await self.store.resolve(t, "customer_left", ConversationStatus.CLOSED.value)
+            if ended is not None:
+                turns = await self._conversations.append(
+                    conversation_id,
+                    [NewTurn(Role.SYSTEM, "The customer left the conversation.")],
+                    [NewEvent("resolved", {"ticket_id": t.id, "disposition": "customer_left"})],
+                )
+                self._publish_turns(conversation_id, turns)
+                self._hub.publish(
+                    f"agent:{t.agent_id}", {"type": "offer_revoked", "ticket_id": t.id}
+                )
+                self._publish_overview_changed()
+            return ended
         done = await self.store.abandon(t)
         if done is not None:
             waited = ((done.abandoned_at or utcnow()) - t.queued_at).total_seconds()

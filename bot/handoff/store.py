@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.handoff.records import (
@@ -87,32 +88,36 @@ class SqlHandoffStore:
         summary: str | None,
         slots: dict[str, Any] | None,
     ) -> tuple[Ticket, bool]:
-        """Open a ticket for the conversation, or return its open one. (ticket, created)."""
-        async with self._sessions.begin() as s:
-            existing = await s.scalar(
-                select(TicketRow).where(
-                    TicketRow.conversation_id == conversation_id,
-                    TicketRow.status.in_(OPEN_STATUSES),
-                )
-            )
-            if existing is not None:
-                return ticket_of(existing), False
-            now = utcnow()
-            row = TicketRow(
-                conversation_id=conversation_id,
-                channel=channel,
-                status=TicketStatus.QUEUED.value,
-                reason=reason,
-                detail=detail,
-                skill=skill,
-                priority=priority,
-                summary=summary,
-                slots=slots,
-                version=0,
-                created_at=now,
-                queued_at=now,
-            )
-            s.add(row)
+        """Open a ticket for the conversation, or return its open one. (ticket, created).
+
+        A partial unique index allows one open ticket per conversation, so two processes
+        racing here end with one ticket."""
+        existing = await self.open_for_conversation(conversation_id)
+        if existing is not None:
+            return existing, False
+        now = utcnow()
+        row = TicketRow(
+            conversation_id=conversation_id,
+            channel=channel,
+            status=TicketStatus.QUEUED.value,
+            reason=reason,
+            detail=detail,
+            skill=skill,
+            priority=priority,
+            summary=summary,
+            slots=slots,
+            version=0,
+            created_at=now,
+            queued_at=now,
+        )
+        try:
+            async with self._sessions.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            winner = await self.open_for_conversation(conversation_id)
+            if winner is None:
+                raise
+            return winner, False
         return ticket_of(row), True
 
     async def get(self, ticket_id: int) -> Ticket | None:
@@ -165,9 +170,15 @@ class SqlHandoffStore:
         return out
 
     async def _transition(
-        self, ticket: Ticket, expect: Sequence[TicketStatus], **values: Any
+        self,
+        ticket: Ticket,
+        expect: Sequence[TicketStatus],
+        *,
+        conversation_status: str | None = None,
+        **values: Any,
     ) -> Ticket | None:
-        """Apply ``values`` if the ticket is still in one of ``expect`` at its version."""
+        """Apply ``values`` if the ticket is still in one of ``expect`` at its version; set the
+        conversation's status (unless it is closed) in the same transaction."""
         async with self._sessions.begin() as s:
             res = await s.execute(
                 update(TicketRow)
@@ -180,6 +191,15 @@ class SqlHandoffStore:
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return None
+            if conversation_status is not None:
+                await s.execute(
+                    update(ConversationRow)
+                    .where(
+                        ConversationRow.id == ticket.conversation_id,
+                        ConversationRow.status != "closed",
+                    )
+                    .values(status=conversation_status, updated_at=utcnow())
+                )
             row = await s.get(TicketRow, ticket.id, populate_existing=True)
             assert row is not None  # we just updated it in this transaction
             return ticket_of(row)
@@ -196,7 +216,8 @@ class SqlHandoffStore:
         )
 
     async def accept(self, ticket_id: int, agent_id: int) -> Ticket | None:
-        """The agent takes the ticket: it must be offered to them, or still queued."""
+        """The agent takes the ticket: it must be offered to them, or still queued (the service
+        checks the agent's skill and room before allowing the latter)."""
         now = utcnow()
         async with self._sessions.begin() as s:
             res = await s.execute(
@@ -222,29 +243,27 @@ class SqlHandoffStore:
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return None
+            row = await s.get(TicketRow, ticket_id, populate_existing=True)
+            assert row is not None
             await s.execute(
                 update(ConversationRow)
                 .where(
-                    ConversationRow.id
-                    == (
-                        select(TicketRow.conversation_id)
-                        .where(TicketRow.id == ticket_id)
-                        .scalar_subquery()
-                    )
+                    ConversationRow.id == row.conversation_id, ConversationRow.status != "closed"
                 )
                 .values(status="with_agent", updated_at=now)
             )
-            row = await s.get(TicketRow, ticket_id, populate_existing=True)
-            assert row is not None
             return ticket_of(row)
 
-    async def requeue(self, ticket: Ticket, *, declined_by: int | None) -> Ticket | None:
+    async def requeue(
+        self, ticket: Ticket, *, declined_by: int | None, conversation_status: str | None = None
+    ) -> Ticket | None:
         declined = list(ticket.declined_by)
         if declined_by is not None and declined_by not in declined:
             declined.append(declined_by)
         return await self._transition(
             ticket,
             [TicketStatus.OFFERED, TicketStatus.ASSIGNED],
+            conversation_status=conversation_status,
             status=TicketStatus.QUEUED.value,
             offered_to=None,
             offer_expires_at=None,
@@ -253,12 +272,19 @@ class SqlHandoffStore:
         )
 
     async def transfer(
-        self, ticket: Ticket, *, skill: str | None, agent_id: int | None, by_agent: int
+        self,
+        ticket: Ticket,
+        *,
+        skill: str | None,
+        agent_id: int | None,
+        by_agent: int | None,
+        offer_timeout_s: float,
     ) -> Ticket | None:
-        """Back to the queue for another skill, or offered directly to a named agent."""
+        """Back to the queue for another skill, or offered directly to a named agent. The
+        conversation waits for a person again (same transaction)."""
         values: dict[str, Any] = {
             "agent_id": None,
-            "declined_by": {"agents": [by_agent]},
+            "declined_by": {"agents": [by_agent] if by_agent is not None else []},
             "skill": skill or ticket.skill,
         }
         if agent_id is not None:
@@ -267,44 +293,37 @@ class SqlHandoffStore:
                 status=TicketStatus.OFFERED.value,
                 offered_to=agent_id,
                 offered_at=now,
-                offer_expires_at=now + timedelta(seconds=300),
+                offer_expires_at=now + timedelta(seconds=offer_timeout_s),
             )
         else:
             values.update(status=TicketStatus.QUEUED.value, offered_to=None, offer_expires_at=None)
         return await self._transition(
-            ticket, [TicketStatus.ASSIGNED, TicketStatus.OFFERED], **values
+            ticket,
+            [TicketStatus.ASSIGNED, TicketStatus.OFFERED, TicketStatus.QUEUED],
+            conversation_status="handoff_requested",
+            **values,
         )
 
     async def resolve(
         self, ticket: Ticket, disposition: str, conversation_status: str
     ) -> Ticket | None:
-        now = utcnow()
-        async with self._sessions.begin() as s:
-            res = await s.execute(
-                update(TicketRow)
-                .where(TicketRow.id == ticket.id, TicketRow.status == TicketStatus.ASSIGNED.value)
-                .values(
-                    status=TicketStatus.RESOLVED.value,
-                    disposition=disposition,
-                    resolved_at=now,
-                    version=TicketRow.version + 1,
-                )
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            await s.execute(
-                update(ConversationRow)
-                .where(ConversationRow.id == ticket.conversation_id)
-                .values(status=conversation_status, updated_at=now)
-            )
-            row = await s.get(TicketRow, ticket.id, populate_existing=True)
-            assert row is not None
-            return ticket_of(row)
-
-    async def abandon(self, ticket: Ticket) -> Ticket | None:
+        """Resolve the ticket as its owner saw it (same version, same agent)."""
+        if ticket.status != TicketStatus.ASSIGNED:
+            return None
         return await self._transition(
             ticket,
-            [TicketStatus.QUEUED, TicketStatus.OFFERED, TicketStatus.CALLBACK],
+            [TicketStatus.ASSIGNED],
+            conversation_status=conversation_status,
+            status=TicketStatus.RESOLVED.value,
+            disposition=disposition,
+            resolved_at=utcnow(),
+        )
+
+    async def abandon(self, ticket: Ticket) -> Ticket | None:
+        """The customer left while waiting (a scheduled callback is not abandoned)."""
+        return await self._transition(
+            ticket,
+            [TicketStatus.QUEUED, TicketStatus.OFFERED],
             status=TicketStatus.ABANDONED.value,
             abandoned_at=utcnow(),
             offered_to=None,
@@ -320,6 +339,18 @@ class SqlHandoffStore:
             offered_to=None,
             offer_expires_at=None,
         )
+
+    async def offered_to(self, agent_id: int) -> list[Ticket]:
+        async with self._sessions() as s:
+            rows = (
+                await s.scalars(
+                    select(TicketRow).where(
+                        TicketRow.status == TicketStatus.OFFERED.value,
+                        TicketRow.offered_to == agent_id,
+                    )
+                )
+            ).all()
+        return [ticket_of(r) for r in rows]
 
     async def expired_offers(self, now: datetime) -> list[Ticket]:
         async with self._sessions() as s:
@@ -425,7 +456,7 @@ class SqlHandoffStore:
             if ids:
                 await s.execute(
                     update(UserRow)
-                    .where(UserRow.id.in_(ids))
+                    .where(UserRow.id.in_(ids), UserRow.presence == Presence.WRAP_UP.value)
                     .values(
                         presence=Presence.AVAILABLE.value, presence_since=now, wrap_up_until=None
                     )

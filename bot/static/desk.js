@@ -33,6 +33,7 @@ function renderTickets() {
     li.dataset.ticket = t.id;
     li.append(el("div", `#${t.id} · ${t.channel} · ${t.skill} · ${t.reason.replace(/_/g, " ")}`));
     if (t.summary) li.append(el("div", t.summary, "meta"));
+    if (t.callback_number) li.append(el("div", `Call back: ${t.callback_number}`));
     if (t.status === "offered" && t.offered_to === state.me.id) {
       const accept = el("button", "Accept"); accept.type = "button";
       accept.addEventListener("click", () => acceptTicket(t.id));
@@ -83,7 +84,8 @@ function addTurn(turn) {
 async function openTicket(id) {
   const data = await api("GET", `/desk/api/tickets/${id}`);
   state.current = id;
-  $("summary").textContent = data.ticket.summary || "";
+  $("summary").textContent = (data.ticket.callback_number ? `Call back ${data.ticket.callback_number}. ` : "") +
+                             (data.ticket.summary || "");
   $("transcript").replaceChildren();
   for (const t of data.conversation.transcript) addTurn(t);
   const c = data.conversation.customer, ctx = $("context");

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -141,11 +142,24 @@ class SessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+OPEN_TICKET_SQL = "status IN ('queued', 'offered', 'assigned', 'callback_scheduled')"
+
+
 class TicketRow(Base):
     """A handoff: one conversation waiting for, or owned by, a human."""
 
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status_queued", "status", "queued_at"),)
+    __table_args__ = (
+        Index("ix_tickets_status_queued", "status", "queued_at"),
+        # at most one open ticket per conversation, whatever process opens it
+        Index(
+            "uq_tickets_open_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text(OPEN_TICKET_SQL),
+            postgresql_where=text(OPEN_TICKET_SQL),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(
