@@ -52,11 +52,10 @@ def add_user(svc: BotService, username: str, role: str, skills: str, name: str) 
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.fixture(scope="module")
-def desk(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
+def desk_service(rasa: RasaStack, data_dir: Path) -> Iterator[BotService]:
     svc = bot_for(
         rasa,
-        tmp_path_factory.mktemp("desk"),
+        data_dir,
         RECEPTIONIST_HANDOFF__OFFER_TIMEOUT_S="2",
         RECEPTIONIST_HANDOFF__WRAP_UP_S="0",
         RECEPTIONIST_HANDOFF__CALLBACK_OFFER_WAIT_S="60",
@@ -69,6 +68,17 @@ def desk(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture(scope="module")
+def desk(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
+    yield from desk_service(rasa, tmp_path_factory.mktemp("desk"))
+
+
+@pytest.fixture
+def fresh_desk(rasa: RasaStack, tmp_path: Path) -> Iterator[BotService]:
+    """A desk service of its own, for a test that must not see other tests' tickets."""
+    yield from desk_service(rasa, tmp_path)
 
 
 class Desk:
@@ -118,15 +128,27 @@ class Desk:
                 if ev["type"] == kind and (text is None or ev["turn"]["text"] == text):
                     return dict(ev)
 
+    async def offer_for(self, cid: str, limit_s: float = 10) -> dict[str, Any]:
+        """The offer for this conversation (offers of other tests' tickets are skipped)."""
+        async with asyncio.timeout(limit_s):
+            while True:
+                ev = await self.next_event("offer", limit_s)
+                if ev["ticket"]["conversation_id"] == cid:
+                    return ev
+
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
         await self.http.close()
 
 
+async def logged_in(svc: BotService) -> dict[str, Desk]:
+    return {name: await Desk(svc.url).login(name) for name, *_ in USERS}
+
+
 @pytest.fixture
 async def staff(desk: BotService) -> AsyncIterator[dict[str, Desk]]:
-    people = {name: await Desk(desk.url).login(name) for name, *_ in USERS}
+    people = await logged_in(desk)
     try:
         yield people
     finally:
@@ -164,7 +186,7 @@ async def test_full_loop_offer_accept_chat_resolve(
         cid = await _visitor_handoff(visitor, desk.url, name="Cleo", email="cleo@example.org")
         stream = await visitor.ws_connect(f"{desk.url}/api/v1/conversations/{cid}/stream")
 
-        offer = await ana.next_event("offer")
+        offer = await ana.offer_for(cid)
         ticket = offer["ticket"]
         assert ticket["conversation_id"] == cid and ticket["skill"] == "general"
         assert "Cleo" in ticket["summary"] and "opening hours" in ticket["summary"]
@@ -238,17 +260,18 @@ async def test_unanswered_offer_goes_to_the_next_agent(
     await ana.available()
     async with aiohttp.ClientSession() as visitor:
         cid = await _visitor_handoff(visitor, desk.url)
-    first = await ana.next_event("offer")  # skill level 2 beats Ben's 1
+    first = await ana.offer_for(cid)  # skill level 2 beats Ben's 1
     await ben.available()
     assert first["ticket"]["conversation_id"] == cid
     await ana.next_event("offer_revoked", limit_s=10)  # 2 s accept timeout
-    second = await ben.next_event("offer", limit_s=10)
+    second = await ben.offer_for(cid)
     assert second["ticket"]["id"] == first["ticket"]["id"]
     assert first["ticket"]["id"] not in [
         t["id"] for t in (await ana.call("GET", "/desk/api/tickets"))["tickets"]
     ]
     await ben.call("POST", f"/desk/api/tickets/{second['ticket']['id']}/accept")
     await ana.call("POST", f"/desk/api/tickets/{first['ticket']['id']}/accept", expect=409)
+    await ben.call("POST", "/desk/api/presence", {"presence": "busy"})  # his only billing peer
     await ben.call(
         "POST", f"/desk/api/tickets/{second['ticket']['id']}/transfer", {"skill": "billing"}
     )
@@ -264,7 +287,7 @@ async def test_unanswered_offer_goes_to_the_next_agent(
     await staff["sue"].call(
         "POST", f"/desk/api/tickets/{moved['id']}/reassign", {"agent_id": ana.user["id"]}
     )
-    direct = await ana.next_event("offer")
+    direct = await ana.offer_for(cid)
     assert direct["ticket"]["id"] == moved["id"]
     await ana.call("POST", f"/desk/api/tickets/{moved['id']}/accept")
 
@@ -455,15 +478,17 @@ def test_kill_9_keeps_tickets_and_assignments(rasa: RasaStack, tmp_path: Path) -
         svc.stop()
 
 
-async def test_review_regressions(desk: BotService, staff: dict[str, Desk]) -> None:
+async def test_review_regressions(fresh_desk: BotService) -> None:
     """Leaving the desk, leaving the chat, naive times and unoffered grabs."""
+    desk = fresh_desk
+    staff = await logged_in(desk)
     ana, ben = staff["ana"], staff["ben"]
     await ana.connect()
     await ana.available()
     async with aiohttp.ClientSession() as visitor:
         # closing the last desk tab takes the agent offline and returns the offer
         cid = await _visitor_handoff(visitor, desk.url)
-        offer = await ana.next_event("offer")
+        offer = await ana.offer_for(cid)
         assert ana.ws is not None
         await ana.ws.close()
         ana.ws = None
@@ -514,3 +539,5 @@ async def test_review_regressions(desk: BotService, staff: dict[str, Desk]) -> N
         ) as r:
             assert r.status == 422
             assert "timezone" in (await r.text()).lower()
+    for person in staff.values():
+        await person.close()

@@ -419,24 +419,30 @@ class HandoffService:
             await self.set_presence(agent, Presence.OFFLINE)
 
     async def reassign(self, ticket_id: int, to_agent: int) -> Ticket:
-        """Supervisor: move an open ticket to a named agent (offered to them)."""
-        t = await self.store.get(ticket_id)
-        if t is None or t.status not in OPEN_STATUSES:
-            raise HandoffError(404, "ticket_not_found", "no open ticket with this id")
+        """Supervisor: move an open ticket to a named agent (offered to them). The router may
+        move the ticket at the same moment; the supervisor's decision is retried and wins."""
         if await self.store.agent(to_agent) is None:
             raise HandoffError(422, "unknown_agent", f"no agent {to_agent}")
-        if t.status == TicketStatus.CALLBACK:
-            raise HandoffError(409, "callback_scheduled", "this ticket waits for its callback time")
-        previous = t.agent_id or t.offered_to
-        moved = await self.store.transfer(
-            t,
-            skill=None,
-            agent_id=to_agent,
-            by_agent=None,
-            offer_timeout_s=self._settings.offer_timeout_s,
-        )
-        if moved is None:
-            raise HandoffError(409, "ticket_changed", "the ticket changed; try again")
+        for _ in range(5):
+            t = await self.store.get(ticket_id)
+            if t is None or t.status not in OPEN_STATUSES:
+                raise HandoffError(404, "ticket_not_found", "no open ticket with this id")
+            if t.status == TicketStatus.CALLBACK:
+                raise HandoffError(
+                    409, "callback_scheduled", "this ticket waits for its callback time"
+                )
+            previous = t.agent_id or t.offered_to
+            moved = await self.store.transfer(
+                t,
+                skill=None,
+                agent_id=to_agent,
+                by_agent=None,
+                offer_timeout_s=self._settings.offer_timeout_s,
+            )
+            if moved is not None:
+                break
+        else:
+            raise HandoffError(409, "ticket_changed", "the ticket keeps changing; try again")
         if previous is not None and previous != to_agent:
             self._hub.publish(f"agent:{previous}", {"type": "offer_revoked", "ticket_id": t.id})
         self._hub.publish(f"agent:{to_agent}", {"type": "offer", "ticket": ticket_data(moved)})
