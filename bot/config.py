@@ -118,6 +118,7 @@ class WebchatSettings(_Section):
     messages_per_minute: float = Field(30.0, gt=0, description="per connection, sustained")
     burst: int = Field(8, ge=1, le=1000, description="messages allowed at once")
     ip_messages_per_minute: float = Field(240.0, gt=0, description="all connections of one IP")
+    ip_burst: int = Field(40, ge=1, description="frames one IP may send at once")
     max_violations: int = Field(5, ge=1, description="rate-limit hits before disconnecting")
     identity_secret: SecretStr | None = Field(
         None, description="shared secret the host site signs visitor identities with"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from importlib.resources import files
 from typing import Any
 
 import structlog
@@ -77,6 +78,8 @@ class WebchatSession:
         self.ip_buckets = app[IP_BUCKETS]
         self.violations = 0
         self.conversation: Conversation | None = None
+        self.sent_seq = 0  # highest turn seq pushed to this client
+        self.sent_changed = asyncio.Condition()
         self.inbox: asyncio.Queue[Message | AskHandoff | AskCallback | Close] = asyncio.Queue(64)
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -220,6 +223,8 @@ class WebchatSession:
                         ex = await self.service.handle_user_message(
                             cid, frame.text, client_message_id=frame.id
                         )
+                        if not ex.duplicate:  # the turns go out first, then the ack
+                            await self.wait_sent(max(t.seq for t in (ex.user_turn, *ex.replies)))
                     finally:
                         await self.send({"type": "typing", "on": False})
                     await self.send(
@@ -266,6 +271,14 @@ class WebchatSession:
             except ConversationNotFound:
                 await self.send(error("conversation_closed", "this conversation is gone"))
 
+    async def wait_sent(self, seq: int, limit_s: float = 5.0) -> None:
+        """Until the forwarder has pushed every turn up to ``seq`` (bounded wait)."""
+        async with self.sent_changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.sent_changed.wait_for(lambda: self.sent_seq >= seq), limit_s
+                )
+
     async def forward(self) -> None:
         assert self.conversation is not None
         with self.hub.subscribe(f"conversation:{self.conversation.id}") as sub:
@@ -274,6 +287,9 @@ class WebchatSession:
                 ev = await sub.get()
                 if ev["type"] == "turn":
                     await self.send({"type": "turn", "turn": visitor_turn(ev["turn"])})
+                    async with self.sent_changed:
+                        self.sent_seq = max(self.sent_seq, int(ev["turn"]["seq"]))
+                        self.sent_changed.notify_all()
                 elif ev["type"] in ("queue", "agent_joined"):
                     await self.send(ev)
 
@@ -339,7 +355,19 @@ async def webchat_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+_WIDGET = files("bot").joinpath("static/widget.js").read_text(encoding="utf-8")
+
+
+async def widget_js(request: web.Request) -> web.Response:
+    return web.Response(
+        text=_WIDGET,
+        content_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
 def add_routes(app: web.Application) -> None:
     w = app[SETTINGS].webchat
-    app[IP_BUCKETS] = BucketsByKey(w.ip_messages_per_minute, w.burst * 4)
+    app[IP_BUCKETS] = BucketsByKey(w.ip_messages_per_minute, w.ip_burst)
     app.router.add_get("/webchat/ws", webchat_ws)
+    app.router.add_get("/webchat/widget.js", widget_js)
