@@ -159,3 +159,63 @@ async def bench_handoff(agents: int, tickets: int) -> dict[str, float]:
         "p95_ms": _pct(lat, 0.95),
         "max_ms": lat[-1],
     }
+
+
+async def bench_webchat(
+    base_url: str, visitors: int, messages: int = 3, think_s: float = 1.0
+) -> dict[str, float]:
+    """``visitors`` concurrent webchat visitors over the WebSocket channel of a running
+    service, each asking ``messages`` questions, pausing ``think_s`` on average (uniformly
+    0.5-1.5x) between them; arrivals are spread over the same time. Reply latency is from
+    sending a message to its ack, which the channel sends after the bot's replies."""
+    ramp_s = max(1.0, think_s)
+    import asyncio
+    import json
+    import random
+
+    ws_url = base_url.rstrip("/").replace("http", "ws", 1) + "/webchat/ws"
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def visitor(http: aiohttp.ClientSession, n: int) -> None:
+        await asyncio.sleep(random.uniform(0, ramp_s))
+        try:
+            async with http.ws_connect(ws_url) as ws:
+                await ws.send_json({"type": "hello", "v": 1})
+                while (await ws.receive_json(timeout=30))["type"] != "welcome":
+                    pass
+                for i in range(messages):
+                    mid = f"v{n}-{i}"
+                    t0 = time.perf_counter()
+                    await ws.send_json(
+                        {"type": "message", "id": mid, "text": QUESTIONS[(n + i) % len(QUESTIONS)]}
+                    )
+                    while True:
+                        frame = json.loads((await ws.receive(timeout=60)).data)
+                        if frame["type"] == "ack" and frame["id"] == mid:
+                            latencies.append((time.perf_counter() - t0) * 1000)
+                            break
+                        if frame["type"] == "error":
+                            errors[frame["code"]] = errors.get(frame["code"], 0) + 1
+                            break
+                    await asyncio.sleep(random.uniform(0.5 * think_s, 1.5 * think_s))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(visitor(http, n) for n in range(visitors)))
+    wall = time.perf_counter() - started
+    s = sorted(latencies) or [float("nan")]
+    out = {
+        "visitors": float(visitors),
+        "replies": float(len(latencies)),
+        "messages_per_s": len(latencies) / wall,
+        "p50_ms": _pct(s, 0.50),
+        "p95_ms": _pct(s, 0.95),
+        "p99_ms": _pct(s, 0.99),
+        "wall_s": wall,
+    }
+    out.update({f"error_{k}": float(v) for k, v in errors.items()})
+    return out

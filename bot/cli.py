@@ -166,6 +166,22 @@ def _users(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _bench_webchat(
+    settings: Settings, url: str | None, visitors: int, messages: int, think: float
+) -> int:
+    from bot.bench import bench_webchat
+
+    res = asyncio.run(bench_webchat(url or settings.server.base_url, visitors, messages, think))
+    print(
+        f"webchat: {visitors} concurrent visitors x {messages} messages, "
+        f"{think:g} s think time (bot service + Rasa):"
+    )
+    for key, value in res.items():
+        print(f"  {key:<16} {value:10.1f}")
+    failed = sum(v for k, v in res.items() if k.startswith("error_"))
+    return 1 if failed or res["replies"] == 0 else 0
+
+
 def _bench_handoff(agents: int, tickets: int) -> int:
     from bot.bench import bench_handoff
 
@@ -207,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     api = bench_sub.add_parser("api", help="message round trip through a running service")
     api.add_argument("--url", help="bot service URL (default from config)")
     api.add_argument("--messages", type=int, default=50)
+    wb = bench_sub.add_parser("webchat", help="concurrent webchat visitors on a running service")
+    wb.add_argument("--url", help="bot service URL (default from config)")
+    wb.add_argument("--visitors", type=int, default=50)
+    wb.add_argument("--messages", type=int, default=3, help="questions per visitor")
+    wb.add_argument("--think", type=float, default=1.0, help="mean seconds between messages")
     hb = bench_sub.add_parser("handoff", help="handoff → agent offer latency (self-contained)")
     hb.add_argument("--agents", type=int, default=5)
     hb.add_argument("--tickets", type=int, default=50)
@@ -236,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db_upgrade(settings)
     if args.command == "users":
         return _users(settings, args)
+    if args.command == "bench" and args.bench_command == "webchat":
+        return _bench_webchat(settings, args.url, args.visitors, args.messages, args.think)
     if args.command == "bench" and args.bench_command == "handoff":
         return _bench_handoff(args.agents, args.tickets)
     if args.command == "bench":

@@ -52,7 +52,7 @@ class Dialogue(Protocol):
         self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
     ) -> list[BotReply]: ...
 
-    async def parse(self, text: str) -> NluResult: ...
+    async def latest_nlu(self, sender_id: str) -> NluResult: ...
 
 
 class ConversationStore(Protocol):
@@ -333,25 +333,29 @@ class ConversationService:
     async def _run_dialogue(self, conv: Conversation, text: str) -> DialogueOutcome:
         started = time.perf_counter()
         metadata = {"channel": conv.channel, "conversation_id": conv.id}
-        send, parse = await asyncio.gather(
-            self._dialogue.send_message(conv.id, text, metadata),
-            self._dialogue.parse(text),
-            return_exceptions=True,
-        )
+        send: list[BotReply] | RasaError
+        parse: NluResult | RasaError
+        try:
+            send = await self._dialogue.send_message(conv.id, text, metadata)
+        except RasaError as exc:
+            send = exc
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        if isinstance(send, BaseException):
+            parse = RasaError("rasa_skipped", "no NLU result: the dialogue call failed")
+        else:
+            try:
+                parse = await self._dialogue.latest_nlu(conv.id)
+            except RasaError as exc:
+                parse = exc
 
         failures: list[DependencyDown] = []
         nlu: NluResult | None = None
         if isinstance(parse, NluResult):
             nlu = parse
-        elif isinstance(parse, RasaError):
+        elif parse.code != "rasa_skipped":
             failures.append(DependencyDown("rasa", parse.code, parse.message))
             log.warning("rasa.parse.failed", conversation_id=conv.id, code=parse.code)
-        elif isinstance(parse, BaseException):
-            raise parse
 
-        if isinstance(send, BaseException) and not isinstance(send, RasaError):
-            raise send
         if isinstance(send, RasaError):
             failures.append(DependencyDown("rasa", send.code, send.message))
             log.error(

@@ -118,6 +118,20 @@ class RasaClient:
             entities=tuple(e for e in data.get("entities") or () if isinstance(e, dict)),
         )
 
+    async def latest_nlu(self, sender_id: str) -> NluResult:
+        """What Rasa's NLU made of the sender's latest message, read from its tracker (the
+        parse Rasa used for the dialogue, at the cost of a store read, not a second parse)."""
+        data = await self._request("GET", f"/conversations/{sender_id}/tracker?include_events=NONE")
+        latest = data.get("latest_message") if isinstance(data, dict) else None
+        if not isinstance(latest, dict):
+            raise RasaError("rasa_bad_response", "tracker has no latest_message")
+        intent = latest.get("intent") or {}
+        return NluResult(
+            intent=intent.get("name"),
+            confidence=float(intent["confidence"]) if "confidence" in intent else None,
+            entities=tuple(e for e in latest.get("entities") or () if isinstance(e, dict)),
+        )
+
     async def status(self) -> dict[str, Any]:
         """Rasa's ``/status``: which model is loaded. Raises :class:`RasaError` when down."""
         data = await self._request("GET", "/status", timeout=aiohttp.ClientTimeout(total=3))

@@ -87,8 +87,10 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium per test module: Playwright's sync API holds an event loop in this thread
+    while it runs, which async tests in later modules must not find."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError("Chromium missing: `make test` installs the Debian package chromium")
     with sync_playwright() as pw:

@@ -26,6 +26,7 @@ class ScriptedDialogue:
     def __init__(self, intents: dict[str, tuple[str, float]]) -> None:
         self.intents = intents
         self.sent: list[str] = []
+        self.last: dict[str, str] = {}
 
     async def send_message(
         self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
@@ -33,10 +34,11 @@ class ScriptedDialogue:
         if text == "down":
             raise RasaError("rasa_unreachable", "scripted outage")
         self.sent.append(text)
+        self.last[sender_id] = text
         return [BotReply(text=f"reply to {text}")]
 
-    async def parse(self, text: str) -> NluResult:
-        intent, conf = self.intents.get(text, ("nlu_fallback", 0.3))
+    async def latest_nlu(self, sender_id: str) -> NluResult:
+        intent, conf = self.intents.get(self.last[sender_id], ("nlu_fallback", 0.3))
         return NluResult(intent, conf)
 
 
