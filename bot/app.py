@@ -10,7 +10,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from bot.api import conversations, health, home
+from bot.api import conversations, health, home, internal
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.keys import HANDOFF, HUB, RASA, SERVICE, SETTINGS, STORE
 from bot.api.openapi import build_openapi
@@ -24,11 +24,12 @@ from bot.handoff.store import SqlHandoffStore
 from bot.hub import EventHub
 from bot.rasa_client import RasaClient
 from bot.store import SqlConversationStore, create_engine, migrate
+from bot.store.bookings import SqlBookingStore
 from bot.webchat import channel as webchat
 
 log = structlog.get_logger("bot.app")
 
-ROUTES = [*home.ROUTES, *health.ROUTES, *conversations.ROUTES]
+ROUTES = [*home.ROUTES, *health.ROUTES, *conversations.ROUTES, *internal.ROUTES]
 OPENAPI = web.AppKey("openapi", dict)
 
 
@@ -70,6 +71,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             app[HUB] = hub
             app[HANDOFF] = handoff
             app[desk.USERS] = UserStore(engine)
+            app[internal.BOOKINGS] = SqlBookingStore(engine)
             app[SERVICE] = ConversationService(store, rasa, handoff, settings.handoff)
             reopened = await handoff.reconcile()
             if reopened:

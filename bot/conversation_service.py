@@ -261,6 +261,10 @@ class ConversationService:
                 )
             return await self._handoff.request(conversation_id, handoff)
 
+    async def record_event(self, conversation_id: str, event: NewEvent) -> None:
+        async with self._lock(conversation_id):
+            await self._store.append(conversation_id, [], [event])
+
     async def close(self, conversation_id: str) -> Conversation:
         """The customer left: close the conversation; a wait in queue counts as abandoned."""
         async with self._lock(conversation_id):

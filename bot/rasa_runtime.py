@@ -33,6 +33,18 @@ def rasa_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def actions_env(settings: Settings) -> dict[str, str]:
+    """The action server's environment: where to report bookings and callback requests."""
+    api = settings.server.base_url + "/api/v1/internal"
+    return rasa_env(
+        {
+            "RECEPTIONIST_BOOKINGS_URL": api + "/bookings",
+            "RECEPTIONIST_CALLBACKS_URL": api + "/callbacks",
+            "RECEPTIONIST_INTERNAL_TOKEN": settings.secret("internal-token"),
+        }
+    )
+
+
 def tracker_db(settings: Settings) -> Path:
     return settings.data_path / "rasa" / "tracker.db"
 

@@ -19,7 +19,7 @@ import aiohttp
 from bot.config import Settings
 from bot.nlu_model import ensure_model
 from bot.rasa_client import RasaClient, RasaError
-from bot.rasa_runtime import actions_command, rasa_env, server_command
+from bot.rasa_runtime import actions_command, actions_env, rasa_env, server_command
 
 
 class StartupError(Exception):
@@ -109,7 +109,8 @@ def endpoints_banner(settings: Settings) -> str:
     lines = [
         "",
         "receptionist is up. Endpoints:",
-        f"  home page             {base}/",
+        f"  webchat demo page     {base}/",
+        f"  webchat WebSocket     {base.replace('http', 'ws', 1)}/webchat/ws",
         f"  agent desk            {base}/desk",
         f"  HTTP API              {base}/api/v1/conversations",
         f"  OpenAPI document      {base}/api/v1/openapi.json",
@@ -194,7 +195,7 @@ async def run_up(settings: Settings, config_file: Path | None) -> int:
                 "rasa action server",
                 actions_command(settings),
                 settings.rasa_project,
-                rasa_env(),
+                actions_env(settings),
                 logs / "rasa-actions.log",
             )
             rasa = ManagedProcess(

@@ -39,8 +39,15 @@ def running_rasa(data_dir: Path, model: Path) -> Iterator[RasaStack]:
 
 
 @pytest.fixture(scope="session")
-def rasa(tmp_path_factory: pytest.TempPathFactory, rasa_model: Path) -> Iterator[RasaStack]:
-    yield from running_rasa(tmp_path_factory.mktemp("rasa"), rasa_model)
+def main_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir shared by the session's Rasa stack and its main bot service, as in
+    `receptionist up` (same secrets, so the action server can report bookings)."""
+    return tmp_path_factory.mktemp("main")
+
+
+@pytest.fixture(scope="session")
+def rasa(main_home: Path, rasa_model: Path) -> Iterator[RasaStack]:
+    yield from running_rasa(main_home, rasa_model)
 
 
 def bot_for(rasa: RasaStack, data_dir: Path, **env: str) -> BotService:
@@ -57,8 +64,8 @@ def bot_for(rasa: RasaStack, data_dir: Path, **env: str) -> BotService:
 
 
 @pytest.fixture(scope="session")
-def bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
-    svc = bot_for(rasa, tmp_path_factory.mktemp("bot"))
+def bot(rasa: RasaStack, main_home: Path) -> Iterator[BotService]:
+    svc = bot_for(rasa, main_home, RECEPTIONIST_SERVER__PORT=str(rasa.settings.server.port))
     svc.start()
     try:
         yield svc

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, load_settings
-from bot.rasa_runtime import actions_command, rasa_env, server_command
+from bot.rasa_runtime import actions_command, actions_env, rasa_env, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,13 +129,15 @@ class RasaStack:
         self.logs = self.settings.data_path / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
-    def _spawn(self, cmd: list[str], cwd: Path, log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, cmd: list[str], cwd: Path, log_name: str, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         (self.settings.data_path / "rasa").mkdir(parents=True, exist_ok=True)
         fh = (self.logs / log_name).open("ab")
         return subprocess.Popen(
             cmd,
             cwd=cwd,
-            env=rasa_env(),
+            env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -143,13 +145,21 @@ class RasaStack:
         )
 
     def start_actions(self) -> None:
+        # reports bookings to the bot service on this stack's port and data dir (the
+        # session's main bot service)
         self.actions = self._spawn(
-            actions_command(self.settings), self.settings.rasa_project, "rasa-actions.log"
+            actions_command(self.settings),
+            self.settings.rasa_project,
+            "rasa-actions.log",
+            actions_env(self.settings),
         )
 
     def start_server(self, timeout: float = 240) -> None:
         self.server = self._spawn(
-            server_command(self.settings, self.model), self.settings.data_path / "rasa", "rasa.log"
+            server_command(self.settings, self.model),
+            self.settings.data_path / "rasa",
+            "rasa.log",
+            rasa_env(),
         )
         token = self.settings.rasa_token()
         url = f"{self.settings.rasa.base_url}/status?token={token}"

@@ -33,7 +33,7 @@ async def store(
     engine = create_engine(url)
     await migrate(engine)
     await migrate(engine)  # idempotent
-    assert await current_revision(engine) == head_revision() == "0003"
+    assert await current_revision(engine) == head_revision() == "0004"
     try:
         yield SqlConversationStore(engine)
     finally:

@@ -266,6 +266,30 @@ async def canned(request: web.Request) -> web.Response:
     return web.json_response({"responses": list(request.app[SETTINGS].handoff.canned_responses)})
 
 
+@require(*STAFF)
+async def bookings(request: web.Request) -> web.Response:
+    from datetime import datetime
+
+    from bot.api.internal import BOOKINGS, BookingOut
+
+    def when(key: str) -> datetime | None:
+        raw = request.query.get(key)
+        if raw is None:
+            return None
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", f"{key}: not an ISO 8601 time") from exc
+        if value.tzinfo is None:
+            raise ApiError(422, "invalid_request", f"{key}: give a time zone")
+        return value
+
+    found = await request.app[BOOKINGS].between(
+        when("from"), when("to"), request.query.get("conversation_id")
+    )
+    return web.json_response({"bookings": [BookingOut.of(b).model_dump() for b in found]})
+
+
 # -- supervisors ---------------------------------------------------------------------------
 @require(*LEADS)
 async def overview(request: web.Request) -> web.Response:
@@ -386,5 +410,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/desk/api/tickets/{ticket_id}/resolve", _ticket_action(_resolve))
     r.add_post("/desk/api/tickets/{ticket_id}/reassign", reassign)
     r.add_get("/desk/api/canned", canned)
+    r.add_get("/desk/api/bookings", bookings)
     r.add_get("/desk/api/overview", overview)
     r.add_get("/desk/ws", desk_ws)

@@ -450,6 +450,41 @@ class HandoffService:
         return moved
 
     # -- the customer's side -----------------------------------------------------------------
+    async def schedule_callback_request(
+        self, conversation_id: str, number: str, at: datetime, skill: str | None
+    ) -> Ticket:
+        """The customer asked the bot for a callback: a task that joins the queue at ``at``."""
+        conv = await self._conversations.get(conversation_id)
+        if conv is None:
+            raise HandoffError(404, "conversation_not_found", "conversation not found")
+        ticket, _ = await self.store.open_ticket(
+            conversation_id,
+            channel=conv.channel,
+            reason="callback_request",
+            detail=None,
+            skill=skill or self._settings.default_skill,
+            priority=self._settings.default_priority,
+            summary=build_summary(conv, "callback_request", None, {"callback": number}),
+            slots={"callback_number": number},
+        )
+        if ticket.status == TicketStatus.CALLBACK:
+            return ticket
+        done = await self.store.schedule_callback(ticket, number, at)
+        if done is None:
+            raise HandoffError(409, "ticket_changed", "the conversation's ticket is busy")
+        await self._conversations.append(
+            conversation_id,
+            [],
+            [
+                NewEvent(
+                    "callback_requested",
+                    {"ticket_id": done.id, "number": number, "at": at.isoformat()},
+                )
+            ],
+        )
+        self._publish_overview_changed()
+        return done
+
     async def abandon(self, conversation_id: str) -> Ticket | None:
         t = await self.store.open_for_conversation(conversation_id)
         if t is None or t.status == TicketStatus.CALLBACK:

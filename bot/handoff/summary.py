@@ -12,6 +12,7 @@ REASONS = {
     "user_request": "asked to speak to a person",
     "bot_request": "was passed on by the bot",
     "dependency_down": "could not be answered because the bot was unavailable",
+    "callback_request": "asked to be called back",
 }
 
 

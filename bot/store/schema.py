@@ -187,3 +187,25 @@ class TicketRow(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BookingRow(Base):
+    """An appointment the bot booked (sent by the Rasa action server at confirmation)."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    service_id: Mapped[str] = mapped_column(String(80))
+    service_name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    timezone: Mapped[str] = mapped_column(String(60))
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_phone: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
