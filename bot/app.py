@@ -22,7 +22,7 @@ from bot.desk.users import UserStore
 from bot.handoff.service import HandoffService
 from bot.handoff.store import SqlHandoffStore
 from bot.hub import EventHub
-from bot.rasa_client import RasaClient
+from bot.rasa_client import RasaClient, RasaPool
 from bot.store import SqlConversationStore, create_engine, migrate
 from bot.store.bookings import SqlBookingStore
 from bot.webchat import channel as webchat
@@ -61,8 +61,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30)
         ) as http:
-            rasa = RasaClient(
-                http, settings.rasa.base_url, settings.rasa_token(), settings.rasa.timeout_s
+            rasa = RasaPool(
+                [
+                    RasaClient(http, url, settings.rasa_token(), settings.rasa.timeout_s)
+                    for url in settings.rasa.urls
+                ]
             )
             hub = EventHub()
             handoff = HandoffService(SqlHandoffStore(engine), store, hub, settings.handoff)

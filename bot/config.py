@@ -58,6 +58,9 @@ class DatabaseSettings(_Section):
 class RasaSettings(_Section):
     url: str | None = Field(None, description="Rasa server URL; default http://127.0.0.1:<port>")
     port: int = Field(5005, ge=1, le=65535)
+    servers: int = Field(
+        1, ge=1, le=16, description="Rasa server processes (ports port, port+1, …); one per core"
+    )
     actions_port: int = Field(5055, ge=1, le=65535)
     token: SecretStr | None = Field(
         None, description="Rasa HTTP API token; default: generated into <data_dir>/secrets"
@@ -72,6 +75,13 @@ class RasaSettings(_Section):
     @property
     def base_url(self) -> str:
         return (self.url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    @property
+    def urls(self) -> list[str]:
+        """Every Rasa server's URL: the configured one, or ``servers`` local ports."""
+        if self.url:
+            return [self.url.rstrip("/")]
+        return [f"http://127.0.0.1:{self.port + i}" for i in range(self.servers)]
 
 
 class LimitsSettings(_Section):

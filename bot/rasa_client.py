@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any
 
 import aiohttp
@@ -163,3 +164,43 @@ class RasaClient:
             f"Rasa at {self._base} not ready after {timeout_s:.0f}s: "
             f"{last.message if last else ''}",
         )
+
+
+class RasaPool:
+    """Several Rasa servers behind one client. Each conversation always goes to the same
+    server (stable hash of its id), so every server keeps its own tracker store and needs no
+    shared lock store; one Rasa process runs per core."""
+
+    def __init__(self, clients: list[RasaClient]) -> None:
+        if not clients:
+            raise ValueError("a Rasa pool needs at least one server")
+        self.clients = clients
+
+    def for_sender(self, sender_id: str) -> RasaClient:
+        return self.clients[zlib.crc32(sender_id.encode()) % len(self.clients)]
+
+    @property
+    def base_url(self) -> str:
+        return ", ".join(c.base_url for c in self.clients)
+
+    async def send_message(
+        self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
+    ) -> list[BotReply]:
+        return await self.for_sender(sender_id).send_message(sender_id, text, metadata)
+
+    async def latest_nlu(self, sender_id: str) -> NluResult:
+        return await self.for_sender(sender_id).latest_nlu(sender_id)
+
+    async def parse(self, text: str) -> NluResult:
+        return await self.clients[0].parse(text)
+
+    async def tracker(self, sender_id: str) -> dict[str, Any]:
+        return await self.for_sender(sender_id).tracker(sender_id)
+
+    async def status(self) -> dict[str, Any]:
+        """The first server's status once every server has a model; else the first error."""
+        statuses = await asyncio.gather(*(c.status() for c in self.clients))
+        for c, st in zip(self.clients, statuses, strict=True):
+            if not st.get("model_file"):
+                raise RasaError("rasa_no_model", f"{c.base_url} has no model loaded")
+        return statuses[0]

@@ -18,7 +18,7 @@ import aiohttp
 
 from bot.config import Settings
 from bot.nlu_model import ensure_model
-from bot.rasa_client import RasaClient, RasaError
+from bot.rasa_client import RasaClient, RasaError, RasaPool
 from bot.rasa_runtime import actions_command, actions_env, rasa_env, server_command
 
 
@@ -92,7 +92,9 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 def check_ports(settings: Settings) -> None:
     wanted = {"server.port": (settings.server.host, settings.server.port)}
     if settings.rasa.manage:
-        wanted["rasa.port"] = ("127.0.0.1", settings.rasa.port)
+        for i in range(settings.rasa.servers):
+            key = "rasa.port" if i == 0 else f"rasa.port+{i} (rasa.servers)"
+            wanted[key] = ("127.0.0.1", settings.rasa.port + i)
         wanted["rasa.actions_port"] = ("127.0.0.1", settings.rasa.actions_port)
     busy = [f"{key}={port}" for key, (host, port) in wanted.items() if not port_free(port, host)]
     if busy:
@@ -115,7 +117,7 @@ def endpoints_banner(settings: Settings) -> str:
         f"  HTTP API              {base}/api/v1/conversations",
         f"  OpenAPI document      {base}/api/v1/openapi.json",
         f"  health / readiness    {base}/healthz   {base}/readyz",
-        f"  Rasa server (local)   {settings.rasa.base_url}",
+        f"  Rasa servers (local)  {', '.join(settings.rasa.urls)}",
         "",
         "Try it:",
         "  .venv/bin/receptionist chat",
@@ -155,9 +157,11 @@ def _raise_if_exited(procs: list[ManagedProcess]) -> None:
 async def _wait_rasa(settings: Settings, procs: list[ManagedProcess]) -> float:
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
-        client = RasaClient(http, settings.rasa.base_url, settings.rasa_token(), 3)
+        client = RasaPool(
+            [RasaClient(http, url, settings.rasa_token(), 3) for url in settings.rasa.urls]
+        )
         print(
-            "[up] waiting for the Rasa server to load its model",
+            "[up] waiting for Rasa to load its model",
             end="",
             file=sys.stderr,
             flush=True,
@@ -198,14 +202,26 @@ async def run_up(settings: Settings, config_file: Path | None) -> int:
                 actions_env(settings),
                 logs / "rasa-actions.log",
             )
-            rasa = ManagedProcess(
-                "rasa server",
-                server_command(settings, model),
-                settings.data_path / "rasa",
-                rasa_env(),
-                logs / "rasa.log",
+            # one TensorFlow thread per server when several share the cores
+            pool_env = (
+                {
+                    k: os.environ.get(k, "1")
+                    for k in ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS")
+                }
+                if settings.rasa.servers > 1
+                else {}
             )
-            for p in (actions, rasa):
+            servers = [
+                ManagedProcess(
+                    f"rasa server {i}" if settings.rasa.servers > 1 else "rasa server",
+                    server_command(settings, model, i),
+                    settings.data_path / "rasa",
+                    rasa_env(pool_env),
+                    logs / ("rasa.log" if i == 0 else f"rasa-{i}.log"),
+                )
+                for i in range(settings.rasa.servers)
+            ]
+            for p in (actions, *servers):
                 await p.start()
                 procs.append(p)
             print(f"[up] Rasa logs: {logs}/rasa.log, {logs}/rasa-actions.log", file=sys.stderr)

@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
+
+import pytest
 
 from tests.procs import ROOT, http_json, instance_settings
 
@@ -20,8 +23,9 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path) -> None:
-    settings, env = instance_settings(tmp_path)
+@pytest.mark.parametrize("servers", [1, 2])
+def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: int) -> None:
+    settings, env = instance_settings(tmp_path, RECEPTIONIST_RASA__SERVERS=str(servers))
     log = tmp_path / "up.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
@@ -54,10 +58,27 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path) -> None:
         assert status == 200 and "Monday" in res["replies"][0]["text"]
         assert http_json("GET", f"{base}/readyz")[0] == 200
 
+        if servers > 1:  # each conversation lives on one server, chosen by its id
+            token = settings.rasa_token()
+            urls = settings.rasa.urls
+            for _ in range(6):
+                cid = http_json("POST", f"{base}/api/v1/conversations", {})[1]["id"]
+                http_json("POST", f"{base}/api/v1/conversations/{cid}/messages", {"text": "hi"})
+                home = zlib.crc32(cid.encode()) % len(urls)
+                for i, url in enumerate(urls):
+                    tracker = http_json("GET", f"{url}/conversations/{cid}/tracker?token={token}")[
+                        1
+                    ]
+                    said = [e for e in tracker["events"] if e.get("event") == "user"]
+                    assert len(said) == (1 if i == home else 0)
+            assert f"Rasa servers (local)  {urls[0]}, {urls[1]}" in out
+
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert proc.wait(60) == 0
         assert "[up] stopped." in log.read_text()
-        for port in (settings.server.port, settings.rasa.port, settings.rasa.actions_port):
+        ports = [settings.server.port, settings.rasa.actions_port]
+        ports += [settings.rasa.port + i for i in range(servers)]
+        for port in ports:
             assert not _listening(port), f"port {port} still served after Ctrl-C"
     finally:
         if proc.poll() is None:
