@@ -55,6 +55,23 @@ INTENT_TITLES = {
     "faq": "A common question",
     "greet": "Start again",
 }
+# Which department handles the intents that end in a handoff (ids from business.yml).
+INTENT_SKILLS = {
+    "billing_question": "billing",
+    "complaint": "support",
+    "reschedule_appointment": "sales",
+    "cancel_appointment": "sales",
+    "booking_status": "sales",
+}
+INTENTS_WITH_OWN_WORDS = {
+    "billing_question",
+    "complaint",
+    "reschedule_appointment",
+    "cancel_appointment",
+    "booking_status",
+    "leave_message",
+    "emergency",
+}
 NOT_SUGGESTED = {"nlu_fallback", "out_of_scope", "chitchat", "affirm", "deny", "inform"}
 
 
@@ -222,8 +239,11 @@ class ActionLanguages(Action):
 
 
 class ActionHandoff(Action):
-    """Tell the user a person is coming and signal the handoff to the bot service, routed to
-    the department the user named (``department`` entity) or the default one."""
+    """Signal a handoff to the bot service, routed to the department the user named
+    (``department`` entity), else the one that handles the intent, else the default.
+
+    For an explicit request for a person it also says a colleague is coming; the other
+    intents that end here (complaint, billing, ...) have said their own words first."""
 
     def name(self) -> str:
         return "action_handoff"
@@ -231,9 +251,14 @@ class ActionHandoff(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        skill = profile().skill_for(latest_entity(tracker, "department"))
-        dispatcher.utter_message(response="utter_handoff")
-        dispatcher.utter_message(json_message=handoff_payload("user_request", skill))
+        intent, _ = latest_intent(tracker)
+        p = profile()
+        named = latest_entity(tracker, "department")
+        skill = p.skill_for(named or INTENT_SKILLS.get(intent or ""))
+        if intent not in INTENTS_WITH_OWN_WORDS:
+            dispatcher.utter_message(response="utter_handoff")
+        reason = "emergency" if intent == "emergency" else "user_request"
+        dispatcher.utter_message(json_message=handoff_payload(reason, skill))
         return []
 
 
@@ -662,3 +687,31 @@ class ActionSubmitCallback(Action):
             f"{when_text(p, datetime.fromisoformat(start))}."
         )
         return [SlotSet("callback_time", None)]
+
+
+class ActionRepeat(Action):
+    """Say again what the bot said in answer to the previous user message."""
+
+    def name(self) -> str:
+        return "action_repeat"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        said: list[dict[str, Any]] = []
+        users_seen = 0
+        for e in reversed(tracker.events):
+            if e.get("event") == "user":
+                users_seen += 1
+                if users_seen == 2:
+                    break
+            elif e.get("event") == "bot" and users_seen == 1:
+                said.append(e)
+        texts = [e for e in reversed(said) if e.get("text")]
+        if not texts:
+            dispatcher.utter_message(text="I haven't said anything yet. How can I help?")
+            return []
+        for e in texts:
+            data = e.get("data") or {}
+            dispatcher.utter_message(text=e["text"], buttons=data.get("buttons") or [])
+        return []
