@@ -167,3 +167,16 @@ def test_bad_profile_names_the_key(tmp_path: Path, mutate: object, message: str)
     with pytest.raises(business.ProfileError) as err:
         business.load_profile(f)
     assert message in str(err.value)
+
+
+def test_named_holidays_resolve_to_their_next_date(prof: object) -> None:
+    find = prof.find_named_day  # type: ignore[attr-defined]
+    today = date(2026, 11, 22)
+    assert find("are you open on christmas day", today) == date(2026, 12, 25)
+    assert find("xmas eve", today) == date(2026, 12, 24)
+    assert find("what about new year's day", today) == date(2027, 1, 1)
+    assert find("boxing day", date(2026, 12, 27)) == date(2027, 12, 26)
+    # a dated closure that has passed is not found again next year
+    assert find("good friday", today) is None
+    assert find("good friday", date(2026, 3, 1)) == date(2026, 4, 3)
+    assert find("next monday", today) is None

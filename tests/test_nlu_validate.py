@@ -51,7 +51,7 @@ def test_shipped_project_is_clean_including_rasas_own_validation() -> None:
 
 
 def test_duplicate_example_across_intents(project: Path) -> None:
-    f = project / "data" / "nlu" / "basics.yml"
+    f = project / "data" / "nlu.yml"
     f.write_text(
         f.read_text().replace(
             "      - good evening\n", "      - good evening\n      - where are you\n", 1
@@ -79,7 +79,7 @@ def test_near_duplicate_across_intents(project: Path) -> None:
 
 
 def test_intent_below_minimum(project: Path) -> None:
-    f = project / "data" / "nlu" / "basics.yml"
+    f = project / "data" / "nlu.yml"
     text = f.read_text()
     block = text.split("  - intent: slow_down\n", 1)[1].split("\n\n", 1)[0]
     kept = "\n".join(block.splitlines()[:6])  # examples: | and five examples
@@ -141,13 +141,15 @@ def test_broken_business_profile(project: Path) -> None:
 
 def test_cli_exit_code_and_messages(project: Path) -> None:
     assert cli(project, "--skip-rasa").returncode == 0
-    f = project / "data" / "nlu" / "basics.yml"
+    f = project / "data" / "nlu.yml"
     f.write_text(f.read_text().replace("      - hiya\n", "      - hiya\n      - representative\n"))
     proc = cli(project, "--skip-rasa")
     assert proc.returncode == 1
     line = line_of(f, "      - representative")
-    assert re.search(r"people\.yml:\d+: error: example 'representative'", proc.stderr)
+    people = project / "data" / "nlu" / "people.yml"
+    assert re.search(r"\.yml:\d+: error: example 'representative' appears in intents", proc.stderr)
     assert f"{f}:{line}" in proc.stderr
+    assert f"{people}:{line_of(people, '      - representative')}" in proc.stderr
     assert "1 error(s)" in proc.stdout
 
 

@@ -18,6 +18,10 @@ from bot.nlu.data import Example
 OUT_OF_SCOPE = "out_of_scope"
 FALLBACK = "nlu_fallback"
 NOT_UNDERSTOOD = frozenset({OUT_OF_SCOPE, FALLBACK})
+# The FAQ answer is given only when the response selector is at least this sure; below it the
+# bot treats the message as not understood (``action_faq`` in nlu-data/actions/actions.py
+# uses the same number, FAQ_MIN_CONFIDENCE, and a test checks they agree).
+FAQ_MIN_CONFIDENCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Prediction:
     confidence: float
     ranking: tuple[tuple[str, float], ...]  # without nlu_fallback, best first
     response_key: str | None  # e.g. "faq/wifi", from the response selector
+    response_confidence: float = 0.0
 
     def ranked_without_fallback(self) -> tuple[tuple[str, float], ...]:
         return self.ranking
@@ -181,6 +186,8 @@ def threshold_decider(threshold: float, ambiguity: float) -> Callable[[Predictio
         second = ranked[1][1] if len(ranked) > 1 else 0.0
         if conf < threshold or conf - second < ambiguity:
             return FALLBACK
+        if top == "faq" and p.response_confidence < FAQ_MIN_CONFIDENCE:
+            return FALLBACK
         return top
 
     return decide
@@ -235,14 +242,21 @@ def prediction_from(example: Example, parsed: dict[str, Any]) -> Prediction:
         parsed.get("response_selector") or {}
     ).get("default")
     key = None
+    key_confidence = 0.0
     if isinstance(selector, dict):
-        key = (selector.get("response") or {}).get("intent_response_key")
+        response = selector.get("response") or {}
+        key = response.get("intent_response_key")
+        key_confidence = float(response.get("confidence") or 0.0)
+    name = str(intent.get("name") or FALLBACK)
+    if name == "faq" and key_confidence < FAQ_MIN_CONFIDENCE:
+        name = FALLBACK  # what action_faq does: no answer it is not sure of
     return Prediction(
         example=example,
-        intent=str(intent.get("name") or FALLBACK),
+        intent=name,
         confidence=float(intent.get("confidence") or 0.0),
         ranking=ranking,
         response_key=str(key) if key else None,
+        response_confidence=key_confidence,
     )
 
 

@@ -248,6 +248,33 @@ class Profile:
             return head
         return f"{head} We open again {day_label(nxt.date(), local.date())} at {clock(nxt.time())}."
 
+    def find_named_day(self, text: str | None, today: date) -> date | None:
+        """The next date (from ``today``) of a closure or special day named in ``text``
+        ("are you open on Christmas Day?", "boxing day")."""
+        if not text:
+            return None
+        t = normalise(text).replace("xmas", "christmas")
+        best: tuple[int, date] | None = None
+        for rule in (*self.closures, *self.special):
+            name = re.sub(r"^the ", "", normalise(rule.name))
+            name = name.replace("new year s", "new years")
+            if not name or not re.search(
+                rf"\b{re.escape(name)}\b", t.replace("new year s", "new years")
+            ):
+                continue
+            for year in (today.year, today.year + 1):
+                if rule.year is not None and rule.year != year:
+                    continue
+                try:
+                    d = date(year, rule.month, rule.day)
+                except ValueError:
+                    continue
+                if d >= today:
+                    if best is None or len(name) > best[0]:
+                        best = (len(name), d)
+                    break
+        return best[1] if best else None
+
     def find_service(self, text: str | None) -> Service | None:
         """The service named by ``text`` (id, name or alias; tolerant of small typos)."""
         if not text:
