@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.nlu.data import read_examples
 from bot.nlu.evaluate import Report, evaluate, predict
 from bot.nlu.report import write_report
-from bot.nlu_model import TrainingError, ensure_model, training_inputs
+from bot.nlu_model import TrainingError, ensure_model, model_status, training_inputs
 from bot.rasa_runtime import rasa_env, rasa_executable
 
 
@@ -224,10 +224,9 @@ def run_nlu_test(
     else:
         if config is None:
             started = time.monotonic()
-            before = settings.rasa_models.exists() and any(settings.rasa_models.glob("*.tar.gz"))
+            trains = not model_status(settings).exists
             model = ensure_model(settings)
-            took = time.monotonic() - started
-            train_seconds = round(took, 1) if took > 5 or not before else None
+            train_seconds = round(time.monotonic() - started, 1) if trains else None
         else:
             model, train_seconds = model_for_config(settings, config)
         with rasa_server(settings, model) as (srv, tok):
