@@ -82,6 +82,49 @@ def _train(settings: Settings, force: bool) -> int:
     return 0
 
 
+def _nlu_test(
+    settings: Settings,
+    test_file: Path | None,
+    out: Path | None,
+    config: Path | None,
+    url: str | None,
+    token: str | None,
+    folds: int,
+) -> int:
+    from bot.nlu.runner import run_nlu_test
+    from bot.nlu_model import TrainingError
+    from bot.rasa_runtime import RasaNotInstalled
+
+    try:
+        run = run_nlu_test(
+            settings,
+            test_file=test_file or settings.home / "tests" / "nlu" / "test.yml",
+            out=out or settings.data_path / "nlu-report",
+            config=config,
+            url=url,
+            token=token,
+            folds=folds,
+        )
+    except (TrainingError, RasaNotInstalled, RuntimeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(run.report.summary())
+    if run.cross_validation:
+        cv = run.cross_validation
+        print(f"cross-validation ({cv['folds']} folds): macro-F1 {cv['macro_f1']:.3f}")
+    print(f"report: {run.out}")
+    return 0
+
+
+def _nlu_validate(settings: Settings, project: Path | None, skip_rasa: bool) -> int:
+    from bot.nlu.validate import print_findings, validate_project
+
+    findings = validate_project(
+        project or settings.rasa_project, settings=settings, run_rasa=not skip_rasa
+    )
+    return print_findings(findings)
+
+
 def _doctor(settings: Settings) -> int:
     from bot.doctor import print_report, run_checks
 
@@ -204,6 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     nlu_sub = nlu.add_subparsers(dest="nlu_command", required=True, metavar="NLU_COMMAND")
     train = nlu_sub.add_parser("train", help="train the Rasa model if the data changed")
     train.add_argument("--force", action="store_true", help="train even if up to date")
+    nlu_test = nlu_sub.add_parser(
+        "test", help="evaluate the model on the held-out test set; write a report directory"
+    )
+    nlu_test.add_argument("--test-file", type=Path, help="default: tests/nlu/test.yml")
+    nlu_test.add_argument("--out", type=Path, help="report directory (default: var/nlu-report)")
+    nlu_test.add_argument(
+        "--pipeline", type=Path, help="evaluate this Rasa config (pipeline) instead"
+    )
+    nlu_test.add_argument("--url", help="use this running Rasa server instead of starting one")
+    nlu_test.add_argument("--token", help="auth token of the server given with --url")
+    nlu_test.add_argument("--folds", type=int, default=0, help="also cross-validate, k folds")
+    nlu_val = nlu_sub.add_parser(
+        "validate", help="check the Rasa project: Rasa's validation plus ours"
+    )
+    nlu_val.add_argument("--project", type=Path, help="default: nlu-data/")
+    nlu_val.add_argument("--skip-rasa", action="store_true", help="only our own checks")
     sub.add_parser("doctor", help="check dependencies and models; print fixes")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -252,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         "doctor": lambda: _doctor(settings),
     }
     if args.command == "nlu":
+        if args.nlu_command == "test":
+            return _nlu_test(
+                settings, args.test_file, args.out, args.pipeline, args.url, args.token, args.folds
+            )
+        if args.nlu_command == "validate":
+            return _nlu_validate(settings, args.project, args.skip_rasa)
         return _train(settings, args.force)
     if args.command == "db":
         return _db_upgrade(settings)

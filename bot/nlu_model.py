@@ -92,7 +92,7 @@ def ensure_model(settings: Settings, *, force: bool = False, quiet: bool = False
     ]
     print(
         f"[nlu] training the Rasa model from {project} (fingerprint {st.fingerprint}); "
-        "about a minute on 2 cores…",
+        "about two minutes on 2 cores…",
         file=sys.stderr,
         flush=True,
     )

@@ -1,0 +1,1 @@
+"""Conversation designer tooling: validation and evaluation of the Rasa project."""
