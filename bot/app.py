@@ -15,6 +15,7 @@ from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.keys import HANDOFF, HUB, RASA, SERVICE, SETTINGS, STORE
 from bot.api.openapi import build_openapi
 from bot.api.routes import register
+from bot.business_hours import BusinessHours
 from bot.config import Settings
 from bot.conversation_service import ConversationService
 from bot.desk import api as desk
@@ -68,7 +69,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 ]
             )
             hub = EventHub()
-            handoff = HandoffService(SqlHandoffStore(engine), store, hub, settings.handoff)
+            hours = BusinessHours(settings.rasa_project)
+            handoff = HandoffService(
+                SqlHandoffStore(engine), store, hub, settings.handoff, hours.open_at
+            )
             app[STORE] = store
             app[RASA] = rasa
             app[HUB] = hub

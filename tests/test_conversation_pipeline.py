@@ -93,3 +93,40 @@ async def test_outage_hands_off_once(parts: Any) -> None:
     assert again.handoff is None and again.replies == ()  # already waiting
     stored = await store.get(conv.id)
     assert [e.type for e in stored.events] == ["dependency_down", "handoff_requested"]
+
+
+def test_business_hours_from_the_real_profile(tmp_path: Path) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from bot.business_hours import BusinessHours
+    from tests.procs import ROOT
+
+    hours = BusinessHours(ROOT / "nlu-data")
+    london = ZoneInfo("Europe/London")
+    assert hours.open_at(datetime(2026, 11, 23, 10, 0, tzinfo=london)) is True  # Monday
+    assert hours.open_at(datetime(2026, 11, 23, 19, 0, tzinfo=london)) is False  # evening
+    assert hours.open_at(datetime(2026, 11, 22, 12, 0, tzinfo=london)) is False  # Sunday
+    assert hours.open_at(datetime(2026, 12, 25, 11, 0, tzinfo=london)) is False  # closure
+    assert BusinessHours(tmp_path).open_at(datetime(2026, 11, 23, 10, 0, tzinfo=london)) is None
+
+
+@pytest.mark.parametrize("open_now,offered", [(True, False), (False, True), (None, False)])
+async def test_callback_offered_when_closed(
+    tmp_path: Path, open_now: bool | None, offered: bool
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await migrate(engine)
+    store = SqlConversationStore(engine)
+    rules = HandoffSettings()  # the estimate (300 s, nobody staffed) is not over the threshold
+    handoff = HandoffService(
+        SqlHandoffStore(engine), store, EventHub(), rules, lambda _now: open_now
+    )
+    service = ConversationService(store, ScriptedDialogue({}), handoff, rules)
+    conv = await service.start(Channel.WEBCHAT)
+    from bot.events import HandoffReason, HandoffRequested
+
+    info = await service.request_handoff(conv.id, HandoffRequested(HandoffReason.USER_REQUEST))
+    assert info.estimated_wait_s == 300.0
+    assert info.callback_offered is offered
+    await engine.dispose()

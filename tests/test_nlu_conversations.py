@@ -129,7 +129,12 @@ def test_faq_answers(bot: BotService, text: str, expected: str) -> None:
 def test_request_for_a_department_routes_to_its_skill(bot: BotService) -> None:
     cid = bot.new_conversation()
     res = bot.say(cid, "put me through to accounts please")
-    assert res["handoff"] == {"reason": "user_request", "skill": "billing", "detail": None}
+    assert res["handoff"] == {
+        "reason": "user_request",
+        "skill": "billing",
+        "detail": None,
+        "priority": None,
+    }
 
 
 def test_billing_question_hands_off_to_billing(bot: BotService) -> None:
@@ -151,7 +156,12 @@ def test_fallback_ladder_rephrase_once_then_hand_off(bot: BotService) -> None:
     # gibberish: the intent classifier says faq, but the response selector is not sure, so
     # it is not understood either; the second miss in a row hands off
     second = bot.say(cid, "zxq blorp wibble")
-    assert second["handoff"] == {"reason": "bot_request", "skill": "general", "detail": "fallback"}
+    assert second["handoff"] == {
+        "reason": "bot_request",
+        "skill": "general",
+        "detail": "fallback",
+        "priority": None,
+    }
     assert "passing you to a colleague" in texts(second)
     conv = bot.api("GET", f"/conversations/{cid}")[1]
     assert conv["status"] == "handoff_requested"
@@ -186,7 +196,12 @@ def test_emergency_hands_off_with_its_reason(bot: BotService) -> None:
     cid = bot.new_conversation()
     res = bot.say(cid, "this is an emergency someone has fallen and is hurt")
     assert "999" in texts(res)
-    assert res["handoff"] == {"reason": "bot_request", "skill": "general", "detail": "emergency"}
+    assert res["handoff"] == {
+        "reason": "bot_request",
+        "skill": "general",
+        "detail": "emergency",
+        "priority": None,
+    }
 
 
 # -- booking form -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,7 +93,9 @@ class HandoffService:
         conversations: SqlConversationStore,
         hub: EventHub,
         settings: HandoffSettings,
+        open_at: Callable[[datetime], bool | None] | None = None,
     ) -> None:
+        self._open_at = open_at
         self.store = store
         self._conversations = conversations
         self._hub = hub
@@ -147,12 +150,13 @@ class HandoffService:
         if ticket.status == TicketStatus.CALLBACK:
             return QueueInfo(ticket.id, ticket.status, None, None, False)
         est = await self._estimate(ticket)
+        closed = self._open_at is not None and self._open_at(utcnow()) is False
         return QueueInfo(
             ticket.id,
             ticket.status,
             est.position,
             est.estimated_wait_s,
-            est.estimated_wait_s > self._settings.callback_offer_wait_s,
+            closed or est.estimated_wait_s > self._settings.callback_offer_wait_s,
         )
 
     async def _estimate(self, ticket: Ticket) -> routing.WaitEstimate:
