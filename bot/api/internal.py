@@ -5,6 +5,7 @@ callback requests). Authenticated with the installation's internal token, which
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 from typing import Any, Literal
 
 from aiohttp import web
@@ -73,20 +74,9 @@ class BookingOut(BaseModel):
 
     @classmethod
     def of(cls, b: Booking) -> BookingOut:
+        fields = asdict(b)
         return cls(
-            id=b.id,
-            conversation_id=b.conversation_id,
-            service_id=b.service_id,
-            service_name=b.service_name,
-            price=b.price,
-            currency=b.currency,
-            duration_minutes=b.duration_minutes,
-            start=b.start.isoformat(),
-            timezone=b.timezone,
-            customer_name=b.customer_name,
-            customer_phone=b.customer_phone,
-            status=b.status,
-            created_at=b.created_at.isoformat(),
+            **{**fields, "start": b.start.isoformat(), "created_at": b.created_at.isoformat()}
         )
 
 
