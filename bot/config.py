@@ -24,6 +24,9 @@ ENV_PREFIX = "RECEPTIONIST_"
 CONFIG_FILE_NAME = "receptionist.toml"
 
 
+_SECRETS: dict[Path, str] = {}  # secret files never change once written
+
+
 class ConfigError(Exception):
     """The configuration is invalid; the message names every bad key and where it came from."""
 
@@ -206,8 +209,18 @@ class Settings(BaseSettings):
         return self.path(self.rasa.venv)
 
     def secret(self, name: str) -> str:
-        """A random secret generated once into ``<data_dir>/secrets/<name>`` (mode 0600)."""
+        """A random secret generated once into ``<data_dir>/secrets/<name>`` (mode 0600);
+        read from disk once per process."""
         path = self.data_path / "secrets" / name
+        cached = _SECRETS.get(path)
+        if cached is not None:
+            return cached
+        value = self._read_or_create_secret(path)
+        _SECRETS[path] = value
+        return value
+
+    @staticmethod
+    def _read_or_create_secret(path: Path) -> str:
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
