@@ -28,6 +28,7 @@ from bot.events import (
     HandoffRequested,
     NluResult,
     Role,
+    parse_handoff_reason,
 )
 from bot.handoff.frustration import frustration_score
 from bot.handoff.service import HandoffService, QueueInfo
@@ -102,18 +103,9 @@ def handoff_from_replies(replies: tuple[BotReply, ...]) -> HandoffRequested | No
         if spec is None:
             continue
         spec = spec if isinstance(spec, dict) else {}
-        raw = str(spec.get("reason") or HandoffReason.BOT_REQUEST.value)
-        reason = (
-            HandoffReason(raw)
-            if raw in HandoffReason.__members__.values()
-            else HandoffReason.BOT_REQUEST
-        )
+        reason, detail = parse_handoff_reason(spec.get("reason"))
         skill = spec.get("skill")
-        return HandoffRequested(
-            reason=reason,
-            skill=str(skill) if skill else None,
-            detail=None if reason.value == raw else raw,
-        )
+        return HandoffRequested(reason=reason, skill=str(skill) if skill else None, detail=detail)
     return None
 
 

@@ -42,6 +42,15 @@ class HandoffReason(StrEnum):
     BUSINESS_RULE = "business_rule"
 
 
+def parse_handoff_reason(raw: object) -> tuple[HandoffReason, str | None]:
+    """A reason as sent by a custom action: a known one, or ``bot_request`` with the unknown
+    reason string kept as the detail."""
+    text = str(raw or HandoffReason.BOT_REQUEST.value)
+    if text in HandoffReason.__members__.values():
+        return HandoffReason(text), None
+    return HandoffReason.BOT_REQUEST, text
+
+
 @dataclass(frozen=True, slots=True)
 class Button:
     title: str

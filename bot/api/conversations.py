@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from bot.api.errors import ApiError
+from bot.api.errors import ApiError, read_json
 from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
 from bot.api.routes import Route
 from bot.api.schemas import (
@@ -38,10 +38,7 @@ async def _body(request: web.Request, model: type[M]) -> M:
         raise ApiError(
             415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
         )
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
-    return model.model_validate_json(raw)
+    return await read_json(request, model)
 
 
 def _conversation_id(request: web.Request) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 log = structlog.get_logger("bot.api")
 
@@ -78,3 +78,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """The request body validated as ``model``; pydantic's errors become 400/422 above."""
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    return model.model_validate_json(raw)

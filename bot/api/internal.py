@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from bot.api.errors import ApiError
+from bot.api.errors import ApiError, read_json
 from bot.api.keys import HANDOFF, SERVICE, SETTINGS
 from bot.api.routes import Route
 from bot.handoff.service import HandoffError
@@ -87,16 +87,9 @@ def _check_token(request: web.Request) -> None:
         raise ApiError(401, "bad_token", "internal endpoints need the installation's token")
 
 
-async def _json(request: web.Request, model: type[Any]) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
-    return model.model_validate_json(raw)
-
-
 async def add_booking(request: web.Request) -> web.Response:
     _check_token(request)
-    body: BookingIn = await _json(request, BookingIn)
+    body: BookingIn = await read_json(request, BookingIn)
     service = request.app[SERVICE]
     if await service.get(body.conversation_id) is None:
         raise ApiError(404, "conversation_not_found", "no such conversation")
@@ -124,7 +117,7 @@ async def add_booking(request: web.Request) -> web.Response:
 
 async def add_callback(request: web.Request) -> web.Response:
     _check_token(request)
-    body: CallbackRequestIn = await _json(request, CallbackRequestIn)
+    body: CallbackRequestIn = await read_json(request, CallbackRequestIn)
     if await request.app[SERVICE].get(body.conversation_id) is None:
         raise ApiError(404, "conversation_not_found", "no such conversation")
     try:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from importlib.resources import files
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api.errors import ApiError
+from bot.api.errors import ApiError, read_json
+from bot.api.internal import BOOKINGS, BookingOut
 from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
 from bot.api.schemas import ConversationOut
 from bot.desk.users import LoginSession, UserStore
@@ -63,13 +65,6 @@ class ReassignIn(_In):
     agent_id: int
 
 
-async def _json(request: web.Request, model: type[Any]) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
-    return model.model_validate_json(raw)
-
-
 async def current_session(request: web.Request) -> LoginSession | None:
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 200:
@@ -111,7 +106,7 @@ def _handoff_error(exc: HandoffError) -> ApiError:
 
 # -- login ---------------------------------------------------------------------------------
 async def login(request: web.Request) -> web.Response:
-    body = await _json(request, LoginIn)
+    body = await read_json(request, LoginIn)
     settings = request.app[SETTINGS]
     sess = await request.app[USERS].login(body.username, body.password, settings.auth.session_hours)
     if sess is None:
@@ -167,7 +162,7 @@ async def me(request: web.Request) -> web.Response:
 # -- agent work ----------------------------------------------------------------------------
 @require(*STAFF)
 async def set_presence(request: web.Request) -> web.Response:
-    body = await _json(request, PresenceIn)
+    body = await read_json(request, PresenceIn)
     await request.app[HANDOFF].set_presence(_session(request).user, body.presence)
     return web.json_response({"presence": body.presence.value})
 
@@ -238,13 +233,13 @@ async def _decline(request: web.Request, tid: int) -> dict[str, Any]:
 
 
 async def _message(request: web.Request, tid: int) -> dict[str, Any]:
-    body = await _json(request, AgentMessageIn)
+    body = await read_json(request, AgentMessageIn)
     turn = await request.app[HANDOFF].agent_message(_session(request).user, tid, body.text)
     return {"seq": turn.seq, "text": turn.text}
 
 
 async def _transfer(request: web.Request, tid: int) -> dict[str, Any]:
-    body = await _json(request, TransferIn)
+    body = await read_json(request, TransferIn)
     if (body.skill is None) == (body.agent_id is None):
         raise ApiError(422, "invalid_request", "give exactly one of skill or agent_id")
     t = await request.app[HANDOFF].transfer(
@@ -254,7 +249,7 @@ async def _transfer(request: web.Request, tid: int) -> dict[str, Any]:
 
 
 async def _resolve(request: web.Request, tid: int) -> dict[str, Any]:
-    body = await _json(request, ResolveIn)
+    body = await read_json(request, ResolveIn)
     t = await request.app[HANDOFF].resolve(
         _session(request).user, tid, body.disposition, body.hand_back
     )
@@ -268,10 +263,6 @@ async def canned(request: web.Request) -> web.Response:
 
 @require(*STAFF)
 async def bookings(request: web.Request) -> web.Response:
-    from datetime import datetime
-
-    from bot.api.internal import BOOKINGS, BookingOut
-
     def when(key: str) -> datetime | None:
         raw = request.query.get(key)
         if raw is None:
@@ -298,7 +289,7 @@ async def overview(request: web.Request) -> web.Response:
 
 @require(*LEADS)
 async def reassign(request: web.Request) -> web.Response:
-    body = await _json(request, ReassignIn)
+    body = await read_json(request, ReassignIn)
     try:
         t = await request.app[HANDOFF].reassign(_ticket_id(request), body.agent_id)
     except HandoffError as exc:

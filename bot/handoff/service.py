@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from bot.config import HandoffSettings
-from bot.events import ConversationStatus, HandoffRequested, Role
+from bot.events import ConversationStatus, HandoffRequested, Role, parse_handoff_reason
 from bot.handoff import routing
 from bot.handoff.records import (
     OPEN_STATUSES,
@@ -60,21 +60,22 @@ class QueueInfo:
         return asdict(self)
 
 
-def turn_event(conversation_id: str, t: Turn) -> dict[str, Any]:
+def turn_data(t: Turn) -> dict[str, Any]:
+    """A stored turn as pushed to desks and channels (JSON-ready)."""
     return {
-        "type": "turn",
-        "conversation_id": conversation_id,
-        "turn": {
-            "seq": t.seq,
-            "role": t.role,
-            "text": t.text,
-            "payload": t.payload,
-            "intent": t.intent,
-            "intent_confidence": t.intent_confidence,
-            "client_message_id": t.client_message_id,
-            "created_at": t.created_at.isoformat(),
-        },
+        "seq": t.seq,
+        "role": t.role,
+        "text": t.text,
+        "payload": t.payload,
+        "intent": t.intent,
+        "intent_confidence": t.intent_confidence,
+        "client_message_id": t.client_message_id,
+        "created_at": t.created_at.isoformat(),
     }
+
+
+def turn_event(conversation_id: str, t: Turn) -> dict[str, Any]:
+    return {"type": "turn", "conversation_id": conversation_id, "turn": turn_data(t)}
 
 
 def ticket_data(t: Ticket) -> dict[str, Any]:
@@ -254,14 +255,7 @@ class HandoffService:
                 else None
             )
             data = last.data if last and last.data else {}
-            from bot.events import HandoffReason
-
-            raw = str(data.get("reason") or HandoffReason.BOT_REQUEST.value)
-            reason = (
-                HandoffReason(raw)
-                if raw in HandoffReason.__members__.values()
-                else HandoffReason.BOT_REQUEST
-            )
+            reason, _ = parse_handoff_reason(data.get("reason"))
             await self.request(
                 conv_id, HandoffRequested(reason, data.get("skill"), data.get("detail"))
             )

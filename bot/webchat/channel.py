@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
 from bot.conversation_service import ConversationClosed
 from bot.events import Channel, HandoffReason, HandoffRequested
-from bot.handoff.service import HandoffError
+from bot.handoff.service import HandoffError, turn_data
 from bot.store.conversations import ConversationNotFound
 from bot.store.records import Conversation, Customer
 from bot.webchat import identity
@@ -123,19 +123,7 @@ class WebchatSession:
 
     async def welcome(self, conv: Conversation) -> None:
         token = identity.sign({"c": conv.id}, self.settings.secret(RESUME_SECRET))
-        history = [
-            visitor_turn(
-                {
-                    "seq": t.seq,
-                    "role": t.role,
-                    "text": t.text,
-                    "payload": t.payload,
-                    "client_message_id": t.client_message_id,
-                    "created_at": t.created_at.isoformat(),
-                }
-            )
-            for t in conv.turns
-        ]
+        history = [visitor_turn(turn_data(t)) for t in conv.turns]
         await self.send(
             {
                 "type": "welcome",
@@ -240,16 +228,7 @@ class WebchatSession:
                             await self.send(
                                 {
                                     "type": "turn",
-                                    "turn": visitor_turn(
-                                        {
-                                            "seq": t.seq,
-                                            "role": t.role,
-                                            "text": t.text,
-                                            "payload": t.payload,
-                                            "client_message_id": t.client_message_id,
-                                            "created_at": t.created_at.isoformat(),
-                                        }
-                                    ),
+                                    "turn": visitor_turn(turn_data(t)),
                                 }
                             )
                 elif isinstance(frame, AskHandoff):
