@@ -224,7 +224,8 @@ class Settings(BaseSettings):
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token = secrets.token_urlsafe(32)
+        # hex: never starts with "-", so safe as a command-line value too
+        token = secrets.token_hex(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

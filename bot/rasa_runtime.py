@@ -74,8 +74,8 @@ def server_command(settings: Settings, model: Path, index: int = 0) -> list[str]
         str(rasa_executable(settings)),
         "run",
         "--enable-api",
-        "--auth-token",
-        settings.rasa_token(),
+        # One argv word with "=": a token that starts with "-" must not read as an option.
+        f"--auth-token={settings.rasa_token()}",
         "--interface",
         "127.0.0.1",
         "--port",

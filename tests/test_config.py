@@ -98,3 +98,31 @@ def test_cli_reports_bad_config_and_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "database.echo" in proc.stderr
+
+
+def test_rasa_token_starting_with_dash_reaches_rasa_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token such as "-abc" must not be read by Rasa's argument parser as an option
+    (a generated token once did, and Rasa refused to start)."""
+    from bot.rasa_runtime import server_command
+
+    monkeypatch.setenv("RECEPTIONIST_RASA__TOKEN", "-Xy_z-")
+    monkeypatch.setenv("RECEPTIONIST_RASA__VENV", str(ROOT / ".venv-rasa"))
+    (tmp_path / "nlu-data").mkdir()
+    s = load_settings()
+    argv = server_command(s, tmp_path / "model.tar.gz")[1:]
+    python = s.rasa_venv / "bin" / "python"
+    code = (
+        "import sys; from rasa.__main__ import create_argument_parser as c; "
+        "print(c().parse_args(sys.argv[1:]).auth_token)"
+    )
+    out = subprocess.run(
+        [str(python), "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "-Xy_z-"
+    for _ in range(50):
+        token = s._read_or_create_secret(tmp_path / "secrets" / "t")
+        assert not token.startswith("-")
+        (tmp_path / "secrets" / "t").unlink()
