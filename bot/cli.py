@@ -57,6 +57,32 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _media(settings: Settings) -> int:
+    """The media server (voice). Imported here: the bot package itself has no audio code."""
+    from aiohttp import web
+
+    from media_server.app import create_app as create_media_app
+
+    try:
+        web.run_app(
+            create_media_app(settings),
+            host=settings.media.host,
+            port=settings.media.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5,
+        )
+    except OSError as exc:
+        print(
+            f"error: the media server cannot start on {settings.media.host}:"
+            f"{settings.media.port} ({exc}); set media.port in receptionist.toml or "
+            "RECEPTIONIST_MEDIA__PORT",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _up(settings: Settings, config_file: Path | None) -> int:
     from bot.nlu_model import TrainingError
     from bot.rasa_runtime import RasaNotInstalled
@@ -235,12 +261,28 @@ def _bench_handoff(agents: int, tickets: int) -> int:
     return 0
 
 
+def _bench_voice(settings: Settings, url: str | None, calls: str, turns: int) -> int:
+    from media_server.bench import bench_voice, report
+
+    try:
+        counts = [int(c) for c in calls.split(",") if c.strip()]
+    except ValueError:
+        print(f"error: --calls takes numbers like 1,4,8, not {calls!r}", file=sys.stderr)
+        return 2
+    base = (url or settings.media.url()).rstrip("/")
+    print(f"voice benchmark against {base}: {turns} turns per call, calls {counts}")
+    levels = asyncio.run(bench_voice(base, settings.media.tts_voice, counts, turns))
+    print(report(levels))
+    return 0 if all(lv["failed"] == 0 for lv in levels) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="receptionist", description=__doc__)
     p.add_argument("--config", type=Path, help="config file (default: receptionist.toml)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("up", help="start Rasa, its action server and the bot service; print URLs")
     sub.add_parser("serve", help="run the bot service only (Rasa must be running)")
+    sub.add_parser("media", help="run the media server only (voice; the bot service must run)")
     chat = sub.add_parser("chat", help="talk to the bot in the terminal")
     chat.add_argument("--url", help="bot service URL (default from config)")
     nlu = sub.add_parser("nlu", help="conversation designer tools")
@@ -287,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     wb.add_argument("--visitors", type=int, default=50)
     wb.add_argument("--messages", type=int, default=3, help="questions per visitor")
     wb.add_argument("--think", type=float, default=1.0, help="mean seconds between messages")
+    vb = bench_sub.add_parser("voice", help="concurrent simulated calls on a running media server")
+    vb.add_argument("--url", help="media server URL (default from config)")
+    vb.add_argument("--calls", default="1,4,8", help="concurrent calls, e.g. 8 or 1,4,8,12")
+    vb.add_argument("--turns", type=int, default=3, help="questions per call")
     hb = bench_sub.add_parser("handoff", help="handoff → agent offer latency (self-contained)")
     hb.add_argument("--agents", type=int, default=5)
     hb.add_argument("--tickets", type=int, default=50)
@@ -307,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, Callable[[], int]] = {
         "up": lambda: _up(settings, args.config),
         "serve": lambda: _serve(settings),
+        "media": lambda: _media(settings),
         "chat": lambda: _chat(settings, args.url),
         "doctor": lambda: _doctor(settings),
     }
@@ -324,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         return _users(settings, args)
     if args.command == "bench" and args.bench_command == "webchat":
         return _bench_webchat(settings, args.url, args.visitors, args.messages, args.think)
+    if args.command == "bench" and args.bench_command == "voice":
+        return _bench_voice(settings, args.url, args.calls, args.turns)
     if args.command == "bench" and args.bench_command == "handoff":
         return _bench_handoff(args.agents, args.tickets)
     if args.command == "bench":

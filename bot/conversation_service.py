@@ -153,6 +153,7 @@ class ConversationService:
         *,
         client_message_id: str | None = None,
         asr_confidence: float | None = None,
+        voice: dict[str, Any] | None = None,
     ) -> Exchange:
         """Run one user message through the dialogue and store it with the replies.
 
@@ -180,7 +181,9 @@ class ConversationService:
                 ConversationStatus.HANDOFF_REQUESTED,
                 ConversationStatus.WITH_AGENT,
             ):
-                return await self._hold_for_agent(conv.id, text, client_message_id, asr_confidence)
+                return await self._hold_for_agent(
+                    conv.id, text, client_message_id, asr_confidence, voice
+                )
 
             if self._is_vip(conv):
                 outcome = DialogueOutcome(
@@ -206,6 +209,7 @@ class ConversationService:
                     intent_confidence=outcome.nlu.confidence if outcome.nlu else None,
                     asr_confidence=asr_confidence,
                     client_message_id=client_message_id,
+                    payload={"voice": voice} if voice else None,
                 )
             ]
             turns += [
@@ -278,6 +282,7 @@ class ConversationService:
         text: str,
         client_message_id: str | None,
         asr_confidence: float | None,
+        voice: dict[str, Any] | None,
     ) -> Exchange:
         """A person is coming or present: store the message for them; the bot stays silent."""
         [turn] = await self._store.append(
@@ -288,6 +293,7 @@ class ConversationService:
                     text=text,
                     asr_confidence=asr_confidence,
                     client_message_id=client_message_id,
+                    payload={"voice": voice} if voice else None,
                 )
             ],
         )

@@ -91,6 +91,8 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def check_ports(settings: Settings) -> None:
     wanted = {"server.port": (settings.server.host, settings.server.port)}
+    if settings.media.manage:
+        wanted["media.port"] = (settings.media.host, settings.media.port)
     if settings.rasa.manage:
         for i in range(settings.rasa.servers):
             key = "rasa.port" if i == 0 else f"rasa.port+{i} (rasa.servers)"
@@ -102,7 +104,7 @@ def check_ports(settings: Settings) -> None:
             f"port(s) already in use: {', '.join(busy)}. Stop the other process (is the "
             "receptionist already running?) or choose other ports in receptionist.toml or "
             "with RECEPTIONIST_SERVER__PORT / RECEPTIONIST_RASA__PORT / "
-            "RECEPTIONIST_RASA__ACTIONS_PORT."
+            "RECEPTIONIST_RASA__ACTIONS_PORT / RECEPTIONIST_MEDIA__PORT."
         )
 
 
@@ -118,6 +120,16 @@ def endpoints_banner(settings: Settings) -> str:
         f"  OpenAPI document      {base}/api/v1/openapi.json",
         f"  health / readiness    {base}/healthz   {base}/readyz",
         f"  Rasa servers (local)  {', '.join(settings.rasa.urls)}",
+    ]
+    if settings.media.manage:
+        media = settings.media.url()
+        ws = media.replace("http", "ws", 1)
+        lines += [
+            f"  voice: browser mic    {ws}/media/browser   (the demo page's microphone button)",
+            f"  voice: media streams  {ws}/media/twilio   (Twilio-compatible, μ-law 8 kHz)",
+            f"  media server health   {media}/healthz   {media}/readyz",
+        ]
+    lines += [
         "",
         "Try it:",
         "  .venv/bin/receptionist chat",
@@ -233,6 +245,13 @@ async def run_up(settings: Settings, config_file: Path | None) -> int:
         await bot.start()
         procs.append(bot)
         await _wait_http_ok(settings.server.base_url + "/healthz", 60, procs)
+        if settings.media.manage:
+            media = ManagedProcess(
+                "media server", [*bot_cmd, "media"], settings.home, dict(os.environ)
+            )
+            await media.start()
+            procs.append(media)
+            await _wait_http_ok(settings.media.url() + "/healthz", 120, procs)
         print(endpoints_banner(settings), flush=True)
 
         exited = asyncio.ensure_future(

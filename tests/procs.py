@@ -82,6 +82,7 @@ def instance_settings(data_dir: Path, **env: str) -> tuple[Settings, dict[str, s
         "RECEPTIONIST_SERVER__PORT": str(free_port()),
         "RECEPTIONIST_RASA__PORT": str(free_port()),
         "RECEPTIONIST_RASA__ACTIONS_PORT": str(free_port()),
+        "RECEPTIONIST_MEDIA__PORT": str(free_port()),
         "RECEPTIONIST_LOGGING__FORMAT": "json",
     }
     overrides.update(env)
@@ -230,6 +231,60 @@ class BotService:
         status, data = self.api("POST", f"/conversations/{cid}/messages", {"text": text, **extra})
         assert status == 200, data
         return dict(data)
+
+
+@dataclass
+class MediaService:
+    """The real media server (`receptionist media`) in a subprocess."""
+
+    settings: Settings
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.settings.media.url()
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http", "ws", 1)
+
+    @property
+    def log(self) -> Path:
+        return self.settings.data_path / "logs" / "media.log"
+
+    def start(self, timeout: float = 120) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "media"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_until(
+            lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
+            timeout,
+            "media server",
+            self.proc,
+            self.log,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """The media server's JSON log lines with this event name."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if isinstance(rec, dict) and rec.get("event") == event:
+                    out.append(rec)
+        return out
 
 
 @dataclass

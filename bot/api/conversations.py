@@ -21,12 +21,13 @@ from bot.api.schemas import (
     PostMessage,
     QueueOut,
     TurnOut,
+    VoiceEventIn,
 )
 from bot.conversation_service import ConversationClosed
 from bot.events import HandoffReason, HandoffRequested
 from bot.handoff.service import HandoffError
 from bot.store.conversations import ConversationNotFound
-from bot.store.records import Customer
+from bot.store.records import Customer, NewEvent
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,6 +89,7 @@ async def post_message(request: web.Request) -> web.Response:
             body.text,
             client_message_id=body.client_message_id,
             asr_confidence=body.asr_confidence,
+            voice=body.voice.model_dump(exclude_none=True) if body.voice else None,
         )
     except ConversationNotFound as exc:
         raise ApiError(404, "conversation_not_found", str(exc)) from exc
@@ -116,6 +118,16 @@ async def request_handoff(request: web.Request) -> web.Response:
     except ConversationClosed as exc:
         raise ApiError(409, "conversation_closed", str(exc)) from exc
     return web.json_response(QueueOut(**info.as_data()).model_dump(mode="json"))
+
+
+async def voice_event(request: web.Request) -> web.Response:
+    """The media server reports what happened on a call (reply audio timing, barge-in…)."""
+    cid = _conversation_id(request)
+    body = await _body(request, VoiceEventIn)
+    if await request.app[SERVICE].get(cid) is None:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r} not found")
+    await request.app[SERVICE].record_event(cid, NewEvent(body.type, body.data))
+    return web.json_response({"recorded": body.type}, status=201)
 
 
 async def close_conversation(request: web.Request) -> web.Response:
@@ -178,6 +190,14 @@ _ERRORS: dict[int, tuple[str, type[BaseModel] | None]] = {
 }
 
 ROUTES = [
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/events",
+        voice_event,
+        "Record a call event from the media server (reply audio timing, barge-in, no speech)",
+        body=VoiceEventIn,
+        responses={201: ("recorded", None), 404: ("unknown id", None), **_ERRORS},
+    ),
     Route(
         "POST",
         "/api/v1/conversations/{conversation_id}/handoff",

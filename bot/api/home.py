@@ -15,8 +15,14 @@ _PAGE = files("bot").joinpath("static/home.html").read_text(encoding="utf-8")
 
 
 async def home(request: web.Request) -> web.Response:
-    base = html.escape(request.app[SETTINGS].server.base_url)
-    page = _PAGE.replace("__VERSION__", __version__).replace("__BASE__", base)
+    settings = request.app[SETTINGS]
+    base = html.escape(settings.server.base_url)
+    voice = settings.media.url().replace("http", "ws", 1) + "/media/browser"
+    page = (
+        _PAGE.replace("__VERSION__", __version__)
+        .replace("__BASE__", base)
+        .replace("__VOICE_URL__", html.escape(voice) if settings.media.manage else "")
+    )
     return web.Response(text=page, content_type="text/html")
 
 

@@ -4,7 +4,7 @@ from these same models)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
@@ -28,6 +28,27 @@ class CreateConversation(_Strict):
     metadata: dict[str, Any] | None = Field(None, description="free-form context, stored as is")
 
 
+class VoiceInfo(_Strict):
+    """How a spoken turn was heard; stored with the user turn in the transcript."""
+
+    engine: str = Field(..., max_length=40, description="ASR engine, e.g. vosk, pocketsphinx")
+    language: str = Field(..., max_length=12)
+    speech_start_ms: float | None = Field(None, ge=0, description="call time of speech onset")
+    speech_end_ms: float | None = Field(None, ge=0, description="call time speech ended")
+    asr_final_ms: float | None = Field(None, ge=0, description="call time the final was ready")
+    heard: str | None = Field(
+        None, max_length=5000, description="the open transcript when phrase biasing changed it"
+    )
+    dtmf: str | None = Field(None, max_length=32, description="keys pressed, if that is the turn")
+
+
+class VoiceEventIn(_Strict):
+    type: Literal["voice.reply_audio", "voice.barge_in", "voice.no_speech", "voice.call"] = Field(
+        ..., description="what happened on the call"
+    )
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class PostMessage(_Strict):
     text: str = Field(..., min_length=1, description="what the user said or typed")
     client_message_id: str | None = Field(
@@ -37,6 +58,7 @@ class PostMessage(_Strict):
         description="client-chosen id; posting the same id again returns the stored answer",
     )
     asr_confidence: float | None = Field(None, ge=0, le=1, description="voice channels only")
+    voice: VoiceInfo | None = Field(None, description="voice channels only: how it was heard")
 
 
 class ButtonOut(BaseModel):
@@ -56,6 +78,7 @@ class TurnOut(BaseModel):
     intent_confidence: float | None = None
     asr_confidence: float | None = None
     client_message_id: str | None = None
+    voice: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, t: Turn) -> TurnOut:
@@ -72,6 +95,7 @@ class TurnOut(BaseModel):
             intent_confidence=t.intent_confidence,
             asr_confidence=t.asr_confidence,
             client_message_id=t.client_message_id,
+            voice=p.get("voice"),
         )
 
 

@@ -1,6 +1,7 @@
 /* receptionist webchat widget: <script src="https://YOUR-SERVER/webchat/widget.js" async></script>
  * Optional, before the script: window.ReceptionistConfig = {server, language, title, greeting,
- * colors: {primary, text}, identity}. Licensed GPL-3.0-or-later.
+ * colors: {primary, text}, identity, voiceUrl}. voiceUrl (ws://…/media/browser) enables the
+ * microphone button; without it the widget is text only. Licensed GPL-3.0-or-later.
  * All visitor, bot and agent text is rendered with DOM nodes (textContent), never innerHTML. */
 (function () {
   "use strict";
@@ -20,21 +21,27 @@
           position: "You are number {n} in line", wait: "about {m} min", withAgent: "You're chatting with {agent}.",
           callbackOffer: "The wait is long. Shall we call you back instead?", callbackNumber: "Your phone number",
           callbackSend: "Call me back", callbackDone: "We'll call you back.", ended: "The chat has ended.",
-          you: "You", bot: "Assistant", sending: "sending…", log: "Conversation" },
+          you: "You", bot: "Assistant", sending: "sending…", log: "Conversation",
+          micStart: "Talk to the assistant", micStop: "Stop talking", listening: "Listening…",
+          micDenied: "The microphone is not available." },
     fr: { open: "Discuter avec nous", title: "Accueil", close: "Fermer", send: "Envoyer", placeholder: "Votre message…",
           human: "Parler à une personne", end: "Terminer", typing: "écrit…", connecting: "Connexion…",
           offline: "Connexion perdue. Reconnexion…", waiting: "Nous vous mettons en relation avec une personne.",
           position: "Vous êtes numéro {n} dans la file", wait: "environ {m} min", withAgent: "Vous discutez avec {agent}.",
           callbackOffer: "L'attente est longue. Voulez-vous être rappelé ?", callbackNumber: "Votre numéro",
           callbackSend: "Me rappeler", callbackDone: "Nous vous rappellerons.", ended: "La discussion est terminée.",
-          you: "Vous", bot: "Assistant", sending: "envoi…", log: "Conversation" },
+          you: "Vous", bot: "Assistant", sending: "envoi…", log: "Conversation",
+          micStart: "Parler à l'assistant", micStop: "Arrêter", listening: "À l'écoute…",
+          micDenied: "Le micro n'est pas disponible." },
     fa: { open: "گفتگو با ما", title: "پذیرش", close: "بستن", send: "ارسال", placeholder: "پیام خود را بنویسید…",
           human: "صحبت با یک نفر", end: "پایان گفتگو", typing: "در حال نوشتن…", connecting: "در حال اتصال…",
           offline: "اتصال قطع شد. اتصال دوباره…", waiting: "در حال وصل کردن شما به یک همکار.",
           position: "نفر {n} در صف هستید", wait: "حدود {m} دقیقه", withAgent: "شما با {agent} گفتگو می‌کنید.",
           callbackOffer: "انتظار طولانی است. با شما تماس بگیریم؟", callbackNumber: "شماره تلفن شما",
           callbackSend: "با من تماس بگیرید", callbackDone: "با شما تماس می‌گیریم.", ended: "گفتگو به پایان رسید.",
-          you: "شما", bot: "دستیار", sending: "در حال ارسال…", log: "گفتگو" },
+          you: "شما", bot: "دستیار", sending: "در حال ارسال…", log: "گفتگو",
+          micStart: "با دستیار صحبت کنید", micStop: "پایان صحبت", listening: "در حال گوش دادن…",
+          micDenied: "میکروفون در دسترس نیست." },
   };
   const RTL = ["ar", "fa", "he", "ur"];
   const T = Object.assign({}, STRINGS.en, STRINGS[lang] || {}, cfg.strings || {});
@@ -81,6 +88,8 @@
     .typing { font-size: 12px; color: #555; padding: 0 12px 4px; background: #f7f7f8; }
     form.send { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #e4e4e4; }
     textarea { flex: 1; resize: none; font: inherit; padding: 6px; border: 1px solid #bbb; border-radius: 6px; }
+    form.send button.mic { background: #fff; color: ${primary}; border: 1px solid ${primary}; padding: 0 10px; }
+    form.send button.mic[aria-pressed="true"] { background: #b00020; color: #fff; border-color: #b00020; }
     form.send button, form.callback button { background: ${primary}; color: ${onPrimary}; border: 0; border-radius: 6px; padding: 0 14px; font: inherit; cursor: pointer; }
     form.callback { display: flex; flex-wrap: wrap; gap: 6px; padding: 6px 10px; background: #fff8e6; }
     form.callback p { margin: 0; width: 100%; }
@@ -116,7 +125,9 @@
   callback.append(cbText, cbInput, el("button", { type: "submit" }, t("callbackSend")));
   const form = el("form", { class: "send" });
   const input = el("textarea", { rows: "2", "aria-label": t("placeholder"), placeholder: t("placeholder"), maxlength: "5000" });
+  const micBtn = el("button", { type: "button", class: "mic", "aria-pressed": "false", "aria-label": t("micStart"), title: t("micStart") }, "🎤");
   form.append(input, el("button", { type: "submit" }, t("send")));
+  if (cfg.voiceUrl && navigator.mediaDevices && window.AudioContext) form.insertBefore(micBtn, input);
   panel.append(header, status, log, typing, replies, callback, form);
   root.append(launcher, panel);
 
@@ -287,5 +298,68 @@
   form.addEventListener("submit", (ev) => { ev.preventDefault(); const v = input.value; input.value = ""; sendText(v); input.focus(); });
   input.addEventListener("keydown", (ev) => { if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); } });
   callback.addEventListener("submit", (ev) => { ev.preventDefault(); send({ type: "callback", number: cbInput.value.trim() }); });
+
+  // -- voice (optional): microphone → media server, the bot's speech played back -----------
+  const voice = { ws: null, ctx: null, stream: null, node: null, sources: [], playAt: 0, bytesIn: 0, bytesOut: 0 };
+  window.__receptionistVoice = voice; // read by the browser tests
+  function stopPlayback() { for (const s of voice.sources) { try { s.stop(); } catch (e) { /* already ended */ } } voice.sources = []; voice.playAt = 0; }
+  function playPcm(buf) {
+    const pcm = new Int16Array(buf);
+    if (!pcm.length || !voice.ctx) return;
+    voice.bytesIn += buf.byteLength;
+    const audio = voice.ctx.createBuffer(1, pcm.length, 16000);
+    const ch = audio.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+    const src = voice.ctx.createBufferSource();
+    src.buffer = audio; src.connect(voice.ctx.destination);
+    voice.playAt = Math.max(voice.playAt, voice.ctx.currentTime + 0.05);
+    src.start(voice.playAt); voice.playAt += audio.duration;
+    voice.sources.push(src);
+    src.onended = () => { voice.sources = voice.sources.filter((x) => x !== src); };
+  }
+  function stopVoice() {
+    micBtn.setAttribute("aria-pressed", "false"); micBtn.setAttribute("aria-label", t("micStart"));
+    if (voice.node) { voice.node.disconnect(); voice.node = null; }
+    if (voice.stream) { voice.stream.getTracks().forEach((tr) => tr.stop()); voice.stream = null; }
+    if (voice.ws) { try { voice.ws.send(JSON.stringify({ type: "stop" })); } catch (e) { /* closed */ } voice.ws.close(); voice.ws = null; }
+    if (status.textContent === t("listening")) status.textContent = "";
+  }
+  async function startVoice() {
+    try {
+      voice.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+    } catch (e) { status.textContent = t("micDenied"); return; }
+    voice.ctx = voice.ctx || new AudioContext({ sampleRate: 16000 });
+    await voice.ctx.resume();
+    const ws = new WebSocket(cfg.voiceUrl);
+    ws.binaryType = "arraybuffer";
+    voice.ws = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ type: "start", version: 1, sample_rate: voice.ctx.sampleRate, encoding: "s16le", language: lang, conversation_id: state.cid || undefined }));
+      const src = voice.ctx.createMediaStreamSource(voice.stream);
+      const node = voice.ctx.createScriptProcessor(2048, 1, 1);
+      node.onaudioprocess = (ev) => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        const f = ev.inputBuffer.getChannelData(0);
+        const out = new Int16Array(f.length);
+        for (let i = 0; i < f.length; i++) out[i] = Math.max(-32768, Math.min(32767, f[i] * 32768));
+        ws.send(out.buffer); voice.bytesOut += out.byteLength;
+      };
+      src.connect(node); node.connect(voice.ctx.destination);
+      voice.node = node;
+      micBtn.setAttribute("aria-pressed", "true"); micBtn.setAttribute("aria-label", t("micStop"));
+      status.textContent = t("listening");
+    });
+    ws.addEventListener("message", (ev) => {
+      if (typeof ev.data !== "string") { playPcm(ev.data); return; }
+      let f; try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (f.type === "clear") stopPlayback();
+      else if (f.type === "transcript" && !f.final) status.textContent = "… " + f.text;
+      else if (f.type === "transcript" && f.final) status.textContent = t("listening");
+      else if (f.type === "error") status.textContent = f.message;
+      else if (f.type === "end") stopVoice();
+    });
+    ws.addEventListener("close", () => { if (voice.ws === ws) stopVoice(); });
+  }
+  micBtn.addEventListener("click", () => { if (voice.ws) stopVoice(); else startVoice(); });
   if (state.cid || cfg.open) openPanel();
 })();

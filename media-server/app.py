@@ -1,0 +1,138 @@
+"""The media server process: an aiohttp application with the media transports.
+
+``create_app(settings)`` loads the speech engines once and serves:
+
+- ``ws://HOST:PORT/media/twilio``: WebSocket media streams in Twilio's format (μ-law 8 kHz)
+- ``ws://HOST:PORT/media/browser``: the webchat widget's microphone (PCM)
+- ``/healthz`` and ``/readyz`` (engines, fallbacks, the bot service)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from bot.config import Settings
+from media_server.bot_client import BotClient
+from media_server.engines import MediaEngines
+from media_server.metrics import STATS
+from media_server.session import AudioSink, CallInfo, VoiceSession
+from media_server.transports import browser, twilio
+
+log = structlog.get_logger("media_server.app")
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINES = web.AppKey("engines", MediaEngines)
+BOT = web.AppKey("bot", BotClient)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+CALLS = web.AppKey("calls", dict)
+
+
+def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[CALLS] = {}
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/media/twilio", twilio_stream)
+    app.router.add_get("/media/browser", browser_stream)
+    app.cleanup_ctx.append(_resources(engines))
+    return app
+
+
+def _resources(preloaded: MediaEngines | None) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        engines = preloaded
+        if engines is None:
+            engines = MediaEngines(settings)
+            await asyncio.to_thread(engines.load)
+        app[ENGINES] = engines
+        async with aiohttp.ClientSession() as http:
+            app[HTTP] = http
+            app[BOT] = BotClient(http, settings.media.bot_url or settings.server.base_url)
+            yield
+            calls: dict[str, VoiceSession] = app[CALLS]
+            for s in list(calls.values()):
+                s.hang_up()
+
+    return ctx
+
+
+def _session_factory(request: web.Request) -> Any:
+    app = request.app
+
+    async def make(info: CallInfo, sink: AudioSink) -> VoiceSession:
+        session = VoiceSession(info, app[ENGINES], app[BOT], app[SETTINGS].media, sink)
+        calls: dict[str, VoiceSession] = app[CALLS]
+        calls[info.call_id] = session
+        return session
+
+    return make
+
+
+async def twilio_stream(request: web.Request) -> web.StreamResponse:
+    try:
+        return await twilio.handle(request, request.app[SETTINGS], _session_factory(request))
+    finally:
+        _forget_closed(request.app)
+
+
+async def browser_stream(request: web.Request) -> web.StreamResponse:
+    try:
+        return await browser.handle(request, request.app[SETTINGS], _session_factory(request))
+    finally:
+        _forget_closed(request.app)
+
+
+def _forget_closed(app: web.Application) -> None:
+    calls: dict[str, VoiceSession] = app[CALLS]
+    for cid in [cid for cid, s in calls.items() if s.ended]:
+        del calls[cid]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(STATS.snapshot())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    engines = request.app[ENGINES]
+    settings = request.app[SETTINGS]
+    asr = engines.registry.status()
+    warnings = [
+        f"{s['language']}: speech recognition falls back to {s['engine']} (no Vosk model "
+        f"installed); install one with `receptionist models pull`"
+        for s in asr
+        if s.get("fallback")
+    ]
+    bot_ok = True
+    try:
+        async with request.app[HTTP].get(
+            (settings.media.bot_url or settings.server.base_url) + "/healthz",
+            timeout=aiohttp.ClientTimeout(total=2),
+        ) as resp:
+            bot_ok = resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        bot_ok = False
+    if not bot_ok:
+        warnings.append("the bot service is not reachable")
+    calls: dict[str, VoiceSession] = request.app[CALLS]
+    body = {
+        "status": "degraded" if warnings else "ready",
+        "asr": asr,
+        "tts": {"voice": engines.tts.synth.voice_id},
+        "bot_service": bot_ok,
+        "active_calls": sum(1 for s in calls.values() if not s.ended),
+        "warnings": warnings,
+    }
+    return web.json_response(body, status=200 if bot_ok else 503)

