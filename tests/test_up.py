@@ -47,6 +47,12 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: 
         assert f"{base}/api/v1/openapi.json" in out
         assert f"{base}/readyz" in out
         assert re.search(r"ready in \d+\.\d+s", out)
+        media = f"127.0.0.1:{settings.media.port}"
+        assert f"ws://{media}/media/browser" in out
+        assert f"ws://{media}/media/twilio" in out
+        assert http_json("GET", f"http://{media}/healthz")[0] == 200
+        status, ready = http_json("GET", f"http://{media}/readyz")
+        assert status == 200 and ready["bot_service"] is True
 
         status, conv = http_json("POST", f"{base}/api/v1/conversations", {})
         assert status == 201
@@ -76,7 +82,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert proc.wait(60) == 0
         assert "[up] stopped." in log.read_text()
-        ports = [settings.server.port, settings.rasa.actions_port]
+        ports = [settings.server.port, settings.rasa.actions_port, settings.media.port]
         ports += [settings.rasa.port + i for i in range(servers)]
         for port in ports:
             assert not _listening(port), f"port {port} still served after Ctrl-C"
