@@ -18,6 +18,7 @@ from media_server.asr.registry import RecognizerRegistry
 from media_server.prompts import Prompts, prompts_for
 from media_server.tts.cache import PromptCache
 from media_server.tts.piper_engine import PiperSynthesizer
+from media_server.tts.sentences import split_sentences
 from media_server.tts.service import TtsService
 
 log = structlog.get_logger("media_server.engines")
@@ -47,10 +48,18 @@ class MediaEngines:
         """Blocking: load the voice and the default language's recognizer now, so the first
         call does not wait for them."""
         started = time.monotonic()
-        synth = PiperSynthesizer.load(self.settings.media.tts_voice)
+        voice = self.settings.media.tts_voice
+        if voice.endswith(".onnx"):  # a path, relative to the project home
+            voice = str(self.settings.path(Path(voice)))
+        synth = PiperSynthesizer.load(voice)
         max_bytes = self.settings.media.tts_cache_max_mb * 1024 * 1024
         cache = PromptCache(self.settings.tts_cache_path, max_bytes) if max_bytes else None
         self._tts = TtsService(synth, cache)
+        if cache is not None:  # the call prompts play from the cache at once
+            prompts = prompts_for(self.settings.media.default_language)
+            for text in (prompts.greeting, prompts.reprompt, prompts.goodbye, prompts.unavailable):
+                for sentence in split_sentences(text):
+                    self._tts.render(sentence)
         self.registry.get(self.settings.media.default_language)
         if self.settings.media.phrase_bias != "off":
             self._load_phrases()

@@ -423,7 +423,7 @@ def _extract(archive: Path, into: Path) -> None:
 
 def _found_root(tree: Path) -> Path:
     """The model directory inside an extracted archive: its single top directory, if any."""
-    children = [c for c in tree.iterdir() if not c.name.startswith(".")]
+    children = [c for c in tree.iterdir() if not c.name.startswith(".") and c.name != "__MACOSX"]
     if len(children) == 1 and children[0].is_dir():
         return children[0]
     return tree

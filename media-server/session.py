@@ -460,7 +460,9 @@ class VoiceSession:
             if corrected != text:
                 heard, text = text, corrected
         self._transcripts.append(text)
-        await self._sink.send_event({"type": "transcript", "text": text, "final": True})
+        await self._sink.send_event(
+            {"type": "transcript", "text": text, "final": True, "heard": heard or t.text}
+        )
         log.info(
             "media.asr.final",
             call_id=self.info.call_id,

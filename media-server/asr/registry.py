@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
+
 from media_server.asr.base import SpeechRecognizer
 from media_server.models_catalogue import (
     CatalogueEntry,

@@ -52,12 +52,14 @@ ENGINE = "pocketsphinx"
 PARTIAL_INTERVAL_S = 0.1
 
 Channel = Literal["narrowband", "wideband"]
-# Telephone audio resampled to 16 kHz has ~1e-8 of its power above 4.3 kHz (soxr's
-# anti-aliasing); wideband speech and microphone noise 1e-4 or more.
-NARROWBAND_MAX_RATIO = 1e-6
-_DETECT_MIN_S = 0.2
-_DETECT_MAX_S = 2.0
-_MIN_POWER = 100.0  # mean square in s16 units: below, (near) digital silence
+# Telephone speech resampled to 16 kHz has ~1e-8 of its power above 4.3 kHz (soxr's
+# anti-aliasing), wideband speech 1e-4 or more (measured: Asterisk prompts, Piper voice).
+NARROWBAND_MAX_RATIO = 1e-5
+_DETECT_MAX_S = 2.0  # then wideband by default
+# Loud frames only (RMS >= ~316, -40 dBFS): 16-bit rounding adds white noise of power 1/12,
+# which would otherwise put quiet telephone audio above the threshold.
+_MIN_POWER = 1e5
+_MIN_LOUD_FRAMES = 6  # ~0.1 s of loud audio
 # PocketSphinx's live cepstral mean after 40 Asterisk prompts (8 kHz telephone speech
 # resampled to 16 kHz). Starting narrowband streams from it instead of the wideband
 # default took the WER of first utterances from 0.95 to 0.69 on 40 other prompts.
@@ -90,17 +92,20 @@ def _new_decoder() -> pocketsphinx.Decoder:
 
 
 def high_band_ratio(pcm: bytes | bytearray) -> float | None:
-    """Share of the signal's power above 4.3 kHz (Hann-windowed 32 ms frames), or None when
-    there is too little audio or only (near) digital silence to tell."""
+    """Share of the power above 4.3 kHz in the loud frames (Hann-windowed, 32 ms) of
+    ``pcm``, or None when no frame is loud enough to tell (silence, or so quiet that the
+    white noise of 16-bit rounding dominates the high band)."""
     x = np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float64)
     n = 512
-    if len(x) < int(_DETECT_MIN_S * SAMPLE_RATE) or float(np.mean(x * x)) < _MIN_POWER:
+    if len(x) < n:
         return None
-    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2] * np.hanning(n)
-    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(axis=0)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2]
+    loud = frames[np.mean(frames * frames, axis=1) >= _MIN_POWER]
+    if len(loud) < _MIN_LOUD_FRAMES:
+        return None
+    power = (np.abs(np.fft.rfft(loud * np.hanning(n), axis=1)) ** 2).sum(axis=0)
     freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
-    total = float(power.sum())
-    return float(power[freqs > 4300].sum()) / total if total > 0 else None
+    return float(power[freqs > 4300].sum() / power.sum())
 
 
 class SphinxStream:

@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 import vosk
+
 from media_server.asr.base import Transcript, Word
 from media_server.asr.phrases import grammar_phrases
 from media_server.models_catalogue import ModelError, vosk_model_problems

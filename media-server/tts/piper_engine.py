@@ -10,10 +10,20 @@ lock. ``onnxruntime.InferenceSession.run`` is documented as safe to call concurr
 session, and Piper serializes its only shared mutable state (the espeak-ng phonemizer) with a
 module-level lock; the tests check that concurrent output equals sequential output.
 
-Threads: each ``run`` uses ``threads`` intra-op threads (default 1). On a 2-core box one thread
-per synthesis gives the best throughput once two or more calls speak at the same time (two
-concurrent syntheses finish together in the time of one), at the cost of about 1.8x the
-single-call latency of ``threads=2``; the measurements are in the module's tests/notes.
+Threads: each ``run`` uses ``threads`` intra-op threads (default 1). Measured on a 2-core
+box with en_US-joe-medium (real-time factor = synthesis time / audio time, per call):
+
+=============  =======  ==============  ==============
+intra threads  1 call   2 calls at once 4 calls at once
+=============  =======  ==============  ==============
+1              0.076    0.084           0.16
+2              0.053    0.115           0.18
+=============  =======  ==============  ==============
+
+Two threads make a lone call's sentence ~1.4x faster but oversubscribe the cores as soon as
+two calls speak; one thread per synthesis is the better default for a box serving several
+calls (and leaves the other core to the recognizers). With ``threads > 1`` the pool threads
+do not spin while idle, so they do not burn CPU the other calls need.
 """
 
 from __future__ import annotations

@@ -116,7 +116,9 @@ class TtsService:
             if not producer.done():
                 producer.cancel()
             # Collects the producer's outcome: no "exception was never retrieved" warnings.
-            await asyncio.gather(producer, return_exceptions=True)
+            [outcome] = await asyncio.gather(producer, return_exceptions=True)
+            if isinstance(outcome, Exception):  # a bug in the producer itself, not synthesis
+                log.error("media.tts.producer_failed", exc_info=outcome)
 
     async def warm(self, texts: Iterable[str]) -> int:
         """Synthesize the sentences of ``texts`` into the cache; how many were not cached yet.

