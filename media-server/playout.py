@@ -72,6 +72,11 @@ class Playout:
         return bool(self._queue) or time.monotonic() < self._busy_until
 
     @property
+    def finished_at(self) -> float:
+        """``time.monotonic()`` at which the audio sent so far finishes playing."""
+        return self._busy_until
+
+    @property
     def paused(self) -> bool:
         return self._paused
 

@@ -227,7 +227,7 @@ class VoiceSession:
                 except BotUnavailable as exc:
                     log.error("media.session.bot_down", call_id=self.info.call_id, error=str(exc))
                     await self._say(self._prompts.unavailable)
-                    await self._playout.wait_idle()
+                    await self._finish_speaking()
                     await self._end("bot_unavailable")
                     return
             log.info(
@@ -284,7 +284,7 @@ class VoiceSession:
             timeout = self._silence_deadline()
             if self.now() > max_call:
                 await self._say(self._prompts.goodbye)
-                await self._playout.wait_idle()
+                await self._finish_speaking()
                 await self._end("max_call_duration")
                 return
             try:
@@ -294,8 +294,8 @@ class VoiceSession:
             if isinstance(event, _Hangup):
                 return
             if isinstance(event, _NoSpeech):
-                if self._playout.playing or self._vad.in_speech:
-                    continue
+                if self._playout.playing or self._vad.in_speech or self._silence_deadline() > 0.05:
+                    continue  # the silence has not lasted long enough yet
                 await self._no_speech()
             elif isinstance(event, KeyPress):
                 await self._on_key(event)
@@ -307,7 +307,8 @@ class VoiceSession:
     def _silence_deadline(self) -> float:
         if self._playout.playing or self._vad.in_speech:
             return 0.5
-        idle_for = time.monotonic() - self._last_activity
+        # silence counts from the end of the bot's speech or the caller's, whichever is later
+        idle_for = time.monotonic() - max(self._last_activity, self._playout.finished_at)
         return max(0.05, self._settings.no_speech_timeout_s - idle_for)
 
     async def _end(self, reason: str) -> None:
@@ -569,6 +570,7 @@ class VoiceSession:
             log.warning("media.session.stream_lost", call_id=self.info.call_id, error=repr(exc))
 
     async def _no_speech(self) -> None:
+        log.info("media.no_speech", call_id=self.info.call_id, reprompts=self._reprompts)
         self._last_activity = time.monotonic()
         if self.conversation_id:
             with contextlib.suppress(BotUnavailable, ConversationGone):

@@ -23,7 +23,7 @@ from media_server.tts.piper_engine import PiperSynthesizer
 from media_server.wer import asterisk_prompts, corpus_word_error_rate
 from media_server.wer_transport import decode_via_transport
 from tests.conftest import bot_for
-from tests.procs import BotService, MediaService, RasaStack, instance_settings
+from tests.procs import BotService, MediaService, RasaStack, free_port, instance_settings
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +293,72 @@ async def test_readiness_reports_engines(media: MediaService) -> None:
         assert body["status"] == "degraded"
         assert any("falls back" in w for w in body["warnings"])
     assert body["tts"]["voice"]
+
+
+@pytest.fixture(scope="module")
+def impatient_media(
+    call_bot: BotService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MediaService]:
+    """A media server that reprompts after 1.5 s of silence, once, then says goodbye."""
+    settings, env = instance_settings(
+        tmp_path_factory.mktemp("impatient-media"),
+        RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
+        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="1.5",
+        RECEPTIONIST_MEDIA__MAX_REPROMPTS="1",
+    )
+    svc = MediaService(settings, env)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+async def test_silent_caller_is_reprompted_then_politely_released(
+    impatient_media: MediaService, call_bot: BotService
+) -> None:
+    async with TwilioCaller(impatient_media.ws + "/media/twilio") as caller:
+        await asyncio.wait_for(caller.closed.wait(), 60)  # the server ends the call
+        sid = caller.call_sid
+        # greeting, reprompt and goodbye: three separate stretches of speech
+        starts, last = [], -1.0
+        for r in caller.received:
+            if rms(r.pcm) > 300:
+                if r.at - last > 0.8:
+                    starts.append(r.at)
+                last = r.at
+    assert len(starts) == 3, [round(t - starts[0], 2) for t in starts]
+    assert caller.close_code == 1000
+    conv = closed_eventually(call_bot, conversation_of(impatient_media, sid))
+    assert [e["data"]["reprompts"] for e in conv["events"] if e["type"] == "voice.no_speech"] == [
+        0,
+        1,
+    ]
+    assert conv["status"] == "closed"
+
+
+@pytest.fixture(scope="module")
+def orphan_media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
+    """A media server whose bot service is down."""
+    settings, env = instance_settings(
+        tmp_path_factory.mktemp("orphan-media"),
+        RECEPTIONIST_MEDIA__BOT_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    svc = MediaService(settings, env)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+async def test_bot_service_down_caller_hears_an_apology(orphan_media: MediaService) -> None:
+    async with TwilioCaller(orphan_media.ws + "/media/twilio") as caller:
+        await asyncio.wait_for(caller.closed.wait(), 30)
+        assert caller.speech_frames_since(0.0), "the caller heard nothing"
+    assert caller.close_code == 1000
+    assert orphan_media.log_events("media.session.bot_down")
+    async with aiohttp.ClientSession() as http, http.get(orphan_media.url + "/readyz") as r:
+        body = await r.json()
+    assert r.status == 503 and body["bot_service"] is False
+    assert "the bot service is not reachable" in body["warnings"]
