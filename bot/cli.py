@@ -261,7 +261,9 @@ def _bench_handoff(agents: int, tickets: int) -> int:
     return 0
 
 
-def _bench_voice(settings: Settings, url: str | None, calls: str, turns: int) -> int:
+def _bench_voice(
+    settings: Settings, url: str | None, calls: str, turns: int, stagger: float
+) -> int:
     from media_server.bench import bench_voice, report
 
     try:
@@ -271,7 +273,7 @@ def _bench_voice(settings: Settings, url: str | None, calls: str, turns: int) ->
         return 2
     base = (url or settings.media.url()).rstrip("/")
     print(f"voice benchmark against {base}: {turns} turns per call, calls {counts}")
-    levels = asyncio.run(bench_voice(base, settings.media.tts_voice, counts, turns))
+    levels = asyncio.run(bench_voice(base, settings.media.tts_voice, counts, turns, stagger))
     print(report(levels))
     return 0 if all(lv["failed"] == 0 for lv in levels) else 1
 
@@ -336,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument("--url", help="media server URL (default from config)")
     vb.add_argument("--calls", default="1,4,8", help="concurrent calls, e.g. 8 or 1,4,8,12")
     vb.add_argument("--turns", type=int, default=3, help="questions per call")
+    vb.add_argument(
+        "--stagger", type=float, default=3.0, help="seconds over which the calls arrive"
+    )
     hb = bench_sub.add_parser("handoff", help="handoff → agent offer latency (self-contained)")
     hb.add_argument("--agents", type=int, default=5)
     hb.add_argument("--tickets", type=int, default=50)
@@ -379,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.bench_command == "webchat":
         return _bench_webchat(settings, args.url, args.visitors, args.messages, args.think)
     if args.command == "bench" and args.bench_command == "voice":
-        return _bench_voice(settings, args.url, args.calls, args.turns)
+        return _bench_voice(settings, args.url, args.calls, args.turns, args.stagger)
     if args.command == "bench" and args.bench_command == "handoff":
         return _bench_handoff(args.agents, args.tickets)
     if args.command == "bench":

@@ -61,6 +61,8 @@ def _resources(preloaded: MediaEngines | None) -> Any:
             calls: dict[str, VoiceSession] = app[CALLS]
             for s in list(calls.values()):
                 s.hang_up()
+        if preloaded is None:
+            engines.close()
 
     return ctx
 

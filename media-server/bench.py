@@ -49,8 +49,11 @@ def synthesize_questions(voice: str) -> list[np.ndarray]:
     return out
 
 
-async def one_call(url: str, speech: list[np.ndarray], turns: int, offset: int) -> CallResult:
+async def one_call(
+    url: str, speech: list[np.ndarray], turns: int, offset: int, delay_s: float = 0.0
+) -> CallResult:
     lat: list[float] = []
+    await asyncio.sleep(delay_s)
     try:
         async with TwilioCaller(url) as caller:
             await caller.wait_speech(0.0, timeout=60)
@@ -78,12 +81,18 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-async def run_level(base: str, speech: list[np.ndarray], calls: int, turns: int) -> dict[str, Any]:
+async def run_level(
+    base: str, speech: list[np.ndarray], calls: int, turns: int, stagger_s: float = 3.0
+) -> dict[str, Any]:
+    """``calls`` concurrent calls; they arrive spread evenly over ``stagger_s`` seconds (real
+    callers do not all start talking in the same 20 ms)."""
     ws = base.replace("http", "ws", 1) + "/media/twilio"
     async with aiohttp.ClientSession() as http:
         before = await _stats(http, base)
         started = time.monotonic()
-        results = await asyncio.gather(*(one_call(ws, speech, turns, i) for i in range(calls)))
+        results = await asyncio.gather(
+            *(one_call(ws, speech, turns, i, stagger_s * i / calls) for i in range(calls))
+        )
         wall = time.monotonic() - started
         after = await _stats(http, base)
     lat = [x for r in results for x in r.latencies_ms]
@@ -133,10 +142,12 @@ def report(levels: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def bench_voice(base: str, voice: str, counts: list[int], turns: int) -> list[dict[str, Any]]:
+async def bench_voice(
+    base: str, voice: str, counts: list[int], turns: int, stagger_s: float = 3.0
+) -> list[dict[str, Any]]:
     speech = await asyncio.to_thread(synthesize_questions, voice)
     levels = []
     for n in counts:
-        levels.append(await run_level(base, speech, n, turns))
+        levels.append(await run_level(base, speech, n, turns, stagger_s))
         print(report(levels[-1:]).splitlines()[1], flush=True)
     return levels

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,11 @@ class MediaEngines:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = RecognizerRegistry(settings)
+        # Recognizer calls are short and frequent (every 100 ms of speech per call); syntheses
+        # are long. Separate pools keep a call's decoding from queueing behind another's
+        # synthesis. Both engines release the GIL while they compute.
+        self.asr_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="asr")
+        self.tts_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self._tts: TtsService | None = None
         self._lock = threading.Lock()
         self._nlu_language = nlu_language(settings.rasa_project)
@@ -54,7 +60,7 @@ class MediaEngines:
         synth = PiperSynthesizer.load(voice)
         max_bytes = self.settings.media.tts_cache_max_mb * 1024 * 1024
         cache = PromptCache(self.settings.tts_cache_path, max_bytes) if max_bytes else None
-        self._tts = TtsService(synth, cache)
+        self._tts = TtsService(synth, cache, executor=self.tts_executor)
         if cache is not None:  # the call prompts play from the cache at once
             prompts = prompts_for(self.settings.media.default_language)
             for text in (prompts.greeting, prompts.reprompt, prompts.goodbye, prompts.unavailable):
@@ -98,3 +104,7 @@ class MediaEngines:
 
     def prompts(self, language: str) -> Prompts:
         return prompts_for(language)
+
+    def close(self) -> None:
+        self.asr_executor.shutdown(wait=False, cancel_futures=True)
+        self.tts_executor.shutdown(wait=False, cancel_futures=True)

@@ -16,8 +16,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -33,6 +34,7 @@ from media_server.prompts import Prompts
 from media_server.tts.service import TtsService
 
 log = structlog.get_logger("media_server.session")
+T = TypeVar("T")
 
 BACKCHANNELS = frozenset(
     {"uh", "huh", "uh-huh", "mhm", "mm", "hmm", "um", "ok", "okay", "yeah", "yes", "yep"}
@@ -109,6 +111,9 @@ class TurnTiming:
 
 
 class Engines(Protocol):
+    @property
+    def asr_executor(self) -> Executor: ...
+
     def recognizer(self, language: str) -> SpeechRecognizer: ...
     def phrases(self, language: str) -> list[str] | None: ...
     def correct(self, language: str, text: str) -> tuple[str, float]: ...
@@ -358,7 +363,7 @@ class VoiceSession:
             pending.extend(pcm)
             if len(pending) >= ASR_BATCH_BYTES or any(e.kind == "end" for e in events):
                 data, pending = bytes(pending), bytearray()
-                partial = await asyncio.to_thread(self._timed_accept, stream, data)
+                partial = await self._asr(self._timed_accept, stream, data)
                 if partial is not None and partial.text:
                     await self._sink.send_event(
                         {"type": "transcript", "text": partial.text, "final": False}
@@ -382,7 +387,7 @@ class VoiceSession:
             end = next((e for e in events if e.kind == "end"), None)
             if end is None:
                 continue
-            final = await asyncio.to_thread(self._timed_finish, stream)
+            final = await self._asr(self._timed_finish, stream)
             self._last_activity = time.monotonic()
             utt = Utterance(
                 final,
@@ -411,6 +416,12 @@ class VoiceSession:
             interrupting = False
             if final.text.strip():
                 self._events.put_nowait(utt)
+
+    async def _asr(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a recognizer call on the engines' ASR threads: never behind a long synthesis
+        in a shared pool, so a call's speech is decoded as it arrives."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._engines.asr_executor, fn, *args)
 
     @staticmethod
     def _timed_accept(stream: RecognizerStream, data: bytes) -> Transcript | None:
