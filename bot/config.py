@@ -150,6 +150,9 @@ class MediaSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8082, ge=1, le=65535)
     public_url: str | None = Field(None, description="URL it is reached at, if not host:port")
+    audiosocket_port: int = Field(
+        8084, ge=0, le=65535, description="Asterisk AudioSocket TCP port on host; 0: off"
+    )
     bot_url: str | None = Field(None, description="bot service URL; default: server.url")
     default_language: str = Field("en", min_length=2, max_length=12)
     asr: dict[str, str] = Field(
@@ -182,9 +185,10 @@ class MediaSettings(_Section):
         700, ge=0, description="shorter speech is a backchannel, not an interruption"
     )
     phrase_bias: Literal["off", "correct", "grammar"] = Field(
-        "correct",
+        "off",
         description="correct: replace an open transcript by the closest training phrase when "
-        "close enough; grammar: recognize only training phrases (Vosk)",
+        "close enough; grammar: recognize only training phrases. Off by default: on held-out "
+        "utterances neither helped (scripts/phrase_bias_eval.py)",
     )
     phrase_bias_min_score: float = Field(88.0, ge=0, le=100)
     max_frame_bytes: int = Field(64 * 1024, ge=1024, le=4 * 1024 * 1024)

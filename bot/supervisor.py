@@ -93,6 +93,11 @@ def check_ports(settings: Settings) -> None:
     wanted = {"server.port": (settings.server.host, settings.server.port)}
     if settings.media.manage:
         wanted["media.port"] = (settings.media.host, settings.media.port)
+        if settings.media.audiosocket_port:
+            wanted["media.audiosocket_port"] = (
+                settings.media.host,
+                settings.media.audiosocket_port,
+            )
     if settings.rasa.manage:
         for i in range(settings.rasa.servers):
             key = "rasa.port" if i == 0 else f"rasa.port+{i} (rasa.servers)"
@@ -129,6 +134,12 @@ def endpoints_banner(settings: Settings) -> str:
             f"  voice: media streams  {ws}/media/twilio   (Twilio-compatible, μ-law 8 kHz)",
             f"  media server health   {media}/healthz   {media}/readyz",
         ]
+        if settings.media.audiosocket_port:
+            host = "127.0.0.1" if settings.media.host in ("0.0.0.0", "::") else settings.media.host
+            lines.append(
+                f"  voice: AudioSocket    tcp://{host}:{settings.media.audiosocket_port}"
+                "   (Asterisk's AudioSocket() dialplan application)"
+            )
     lines += [
         "",
         "Try it:",

@@ -22,7 +22,7 @@ from media_server.bot_client import BotClient
 from media_server.engines import MediaEngines
 from media_server.metrics import STATS
 from media_server.session import AudioSink, CallInfo, VoiceSession
-from media_server.transports import browser, twilio
+from media_server.transports import audiosocket, browser, twilio
 
 log = structlog.get_logger("media_server.app")
 
@@ -57,7 +57,10 @@ def _resources(preloaded: MediaEngines | None) -> Any:
         async with aiohttp.ClientSession() as http:
             app[HTTP] = http
             app[BOT] = BotClient(http, settings.media.bot_url or settings.server.base_url)
+            tcp = await _start_audiosocket(app) if settings.media.audiosocket_port else None
             yield
+            if tcp is not None:
+                tcp.close()
             calls: dict[str, VoiceSession] = app[CALLS]
             for s in list(calls.values()):
                 s.hang_up()
@@ -67,9 +70,31 @@ def _resources(preloaded: MediaEngines | None) -> Any:
     return ctx
 
 
-def _session_factory(request: web.Request) -> Any:
-    app = request.app
+async def _start_audiosocket(app: web.Application) -> asyncio.Server:
+    settings = app[SETTINGS]
+    make = _make_session(app)
 
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await audiosocket.serve_connection(reader, writer, settings, make)
+        finally:
+            _forget_closed(app)
+
+    server = await asyncio.start_server(
+        on_connect, settings.media.host, settings.media.audiosocket_port
+    )
+    log.info(
+        "media.audiosocket.listening",
+        url=f"tcp://{settings.media.host}:{settings.media.audiosocket_port}",
+    )
+    return server
+
+
+def _session_factory(request: web.Request) -> Any:
+    return _make_session(request.app)
+
+
+def _make_session(app: web.Application) -> Any:
     async def make(info: CallInfo, sink: AudioSink) -> VoiceSession:
         session = VoiceSession(info, app[ENGINES], app[BOT], app[SETTINGS].media, sink)
         calls: dict[str, VoiceSession] = app[CALLS]

@@ -83,6 +83,7 @@ def instance_settings(data_dir: Path, **env: str) -> tuple[Settings, dict[str, s
         "RECEPTIONIST_RASA__PORT": str(free_port()),
         "RECEPTIONIST_RASA__ACTIONS_PORT": str(free_port()),
         "RECEPTIONIST_MEDIA__PORT": str(free_port()),
+        "RECEPTIONIST_MEDIA__AUDIOSOCKET_PORT": str(free_port()),
         "RECEPTIONIST_LOGGING__FORMAT": "json",
     }
     overrides.update(env)

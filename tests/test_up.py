@@ -50,6 +50,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: 
         media = f"127.0.0.1:{settings.media.port}"
         assert f"ws://{media}/media/browser" in out
         assert f"ws://{media}/media/twilio" in out
+        assert f"tcp://127.0.0.1:{settings.media.audiosocket_port}" in out
         assert http_json("GET", f"http://{media}/healthz")[0] == 200
         status, ready = http_json("GET", f"http://{media}/readyz")
         assert status == 200 and ready["bot_service"] is True
@@ -83,6 +84,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: 
         assert proc.wait(60) == 0
         assert "[up] stopped." in log.read_text()
         ports = [settings.server.port, settings.rasa.actions_port, settings.media.port]
+        ports.append(settings.media.audiosocket_port)
         ports += [settings.rasa.port + i for i in range(servers)]
         for port in ports:
             assert not _listening(port), f"port {port} still served after Ctrl-C"

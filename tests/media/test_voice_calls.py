@@ -5,8 +5,11 @@ bot service (and Rasa), and speaks the answer back with Piper."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import struct
 import time
+import uuid
 import wave
 from collections.abc import Iterator
 from typing import Any
@@ -362,3 +365,104 @@ async def test_bot_service_down_caller_hears_an_apology(orphan_media: MediaServi
         body = await r.json()
     assert r.status == 503 and body["bot_service"] is False
     assert "the bot service is not reachable" in body["warnings"]
+
+
+class AudioSocketCaller:
+    """A protocol-level Asterisk stand-in: AudioSocket messages over TCP, 8 kHz slin in
+    real time, the bot's audio recorded with arrival times."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.received: list[tuple[float, np.ndarray]] = []
+        self.hangup_at: float | None = None
+
+    async def __aenter__(self) -> AudioSocketCaller:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.uuid = uuid.uuid4()
+        self.send(0x01, self.uuid.bytes)
+        self._reading = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.writer.is_closing():
+            self.send(0x00)
+            self.writer.close()
+        self._reading.cancel()
+
+    def send(self, kind: int, payload: bytes = b"") -> None:
+        self.writer.write(struct.pack(">BH", kind, len(payload)) + payload)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                kind, length = struct.unpack(">BH", await self.reader.readexactly(3))
+                payload = await self.reader.readexactly(length)
+                if kind == 0x10:
+                    self.received.append((time.monotonic(), np.frombuffer(payload, "<i2")))
+                elif kind == 0x00:
+                    self.hangup_at = time.monotonic()
+                    return
+
+    async def play(self, pcm8k: np.ndarray) -> float:
+        start = time.monotonic()
+        for n, i in enumerate(range(0, len(pcm8k), 160)):
+            self.send(0x10, pcm8k[i : i + 160].astype("<i2").tobytes())
+            await self.writer.drain()
+            delay = start + (n + 1) * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return time.monotonic()
+
+    def speech_since(self, t: float) -> np.ndarray:
+        parts = [p for at, p in self.received if at >= t and rms(p) > 300]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
+async def test_asterisk_audiosocket_call_is_answered(
+    media: MediaService, call_bot: BotService, voice: PiperSynthesizer
+) -> None:
+    port = media.settings.media.audiosocket_port
+    question = speech_8k(voice, "Where are you located?")
+    silence = np.zeros(8000, dtype=np.int16)
+    async with AudioSocketCaller(port) as call:
+        await call.play(np.tile(silence, 4))  # the greeting plays meanwhile
+        assert len(call.speech_since(0.0)) > 8000, "no greeting"
+        asked = await call.play(question)
+        await call.play(np.tile(silence, 6))
+        answer = call.speech_since(asked)
+        call.send(0x03, b"0")  # and a key press, out of band
+        await call.play(np.tile(silence, 3))
+        cid = conversation_of(media, str(call.uuid))
+    assert len(answer) > 8000 and rms(answer) > 1000
+    assert all(len(p) == 160 for _, p in call.received[:-1])  # 20 ms frames
+    conv = closed_eventually(call_bot, cid)
+    users = [t for t in conv["transcript"] if t["role"] == "user"]
+    assert users and users[0]["intent"] == "location", users
+    assert any(e["type"] == "handoff_requested" for e in conv["events"])
+    assert conv["status"] == "closed"
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [(0x10, b"\x00" * 320)],  # audio before the UUID
+        [(0x01, b"short")],  # a UUID of the wrong size
+        [(0x01, uuid.uuid4().bytes), (0x42, b"")],  # an unknown message type
+        [(0x01, uuid.uuid4().bytes), (0x10, b"\x00" * 321)],  # odd-length audio
+        [(0x01, uuid.uuid4().bytes), (0x10, b"\x00" * 4000)],  # oversized audio
+    ],
+)
+async def test_audiosocket_protocol_errors_close_only_that_call(
+    media: MediaService, messages: list[tuple[int, bytes]]
+) -> None:
+    port = media.settings.media.audiosocket_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for kind, payload in messages:
+        writer.write(struct.pack(">BH", kind, len(payload)) + payload)
+    await writer.drain()
+    # the server closes the connection (after at most a hang-up message)
+    data = await asyncio.wait_for(reader.read(), 10)
+    assert data in (b"", b"\x00\x00\x00") or data.endswith(b"\x00\x00\x00")
+    writer.close()
+    async with aiohttp.ClientSession() as http, http.get(media.url + "/healthz") as r:
+        assert r.status == 200
