@@ -117,6 +117,32 @@ def stop_process(
         proc.wait()
 
 
+def start_cli_service(
+    command: str, env: dict[str, str], log: Path, url: str, timeout: float
+) -> subprocess.Popen[bytes]:
+    """`receptionist COMMAND` in its own process group, output to ``log``, until its
+    ``/healthz`` answers."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", command],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    wait_until(
+        lambda: http_json("GET", url + "/healthz", timeout=2)[0] == 200,
+        timeout,
+        f"receptionist {command}",
+        proc,
+        log,
+    )
+    return proc
+
+
 @dataclass
 class RasaStack:
     """A real Rasa action server and Rasa server."""
@@ -198,24 +224,7 @@ class BotService:
         return self.settings.data_path / "logs" / "bot.log"
 
     def start(self, timeout: float = 60) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(
-            lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
-            timeout,
-            "bot service",
-            self.proc,
-            self.log,
-        )
+        self.proc = start_cli_service("serve", self.env, self.log, self.url, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.proc, sig)
@@ -255,24 +264,7 @@ class MediaService:
         return self.settings.data_path / "logs" / "media.log"
 
     def start(self, timeout: float = 120) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "media"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(
-            lambda: http_json("GET", self.url + "/healthz", timeout=2)[0] == 200,
-            timeout,
-            "media server",
-            self.proc,
-            self.log,
-        )
+        self.proc = start_cli_service("media", self.env, self.log, self.url, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         stop_process(self.proc, sig)

