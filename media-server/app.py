@@ -23,6 +23,7 @@ from media_server.engines import MediaEngines
 from media_server.metrics import STATS
 from media_server.session import AudioSink, CallInfo, VoiceSession
 from media_server.transports import audiosocket, browser, twilio
+from media_server.transports.common import SessionFactory
 
 log = structlog.get_logger("media_server.app")
 
@@ -90,11 +91,11 @@ async def _start_audiosocket(app: web.Application) -> asyncio.Server:
     return server
 
 
-def _session_factory(request: web.Request) -> Any:
+def _session_factory(request: web.Request) -> SessionFactory:
     return _make_session(request.app)
 
 
-def _make_session(app: web.Application) -> Any:
+def _make_session(app: web.Application) -> SessionFactory:
     async def make(info: CallInfo, sink: AudioSink) -> VoiceSession:
         session = VoiceSession(info, app[ENGINES], app[BOT], app[SETTINGS].media, sink)
         calls: dict[str, VoiceSession] = app[CALLS]

@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -79,7 +79,6 @@ class Utterance:
     speech_start_s: float  # session clock
     speech_end_s: float
     final_s: float
-    barge_in: bool
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,6 @@ class VoiceSession:
         bot: BotClient,
         settings: MediaSettings,
         sink: AudioSink,
-        *,
-        input_rate: int = SAMPLE_RATE,
     ) -> None:
         self.info = info
         self._engines = engines
@@ -165,7 +162,6 @@ class VoiceSession:
         self.frames_in = 0
         self.frames_dropped = 0
         self.barge_ins = 0
-        self._transcripts: deque[str] = deque(maxlen=50)
 
     @property
     def ended(self) -> bool:
@@ -394,7 +390,6 @@ class VoiceSession:
                 self._session_time(speech_start),
                 self._session_time(end.at_s),
                 self.now(),
-                interrupting,
             )
             if last_key_at >= speech_start - 0.2:
                 # a key tone, not speech: the key press is its own event
@@ -471,7 +466,6 @@ class VoiceSession:
             corrected, _score = self._engines.correct(self.info.language, text)
             if corrected != text:
                 heard, text = text, corrected
-        self._transcripts.append(text)
         await self._sink.send_event(
             {"type": "transcript", "text": text, "final": True, "heard": heard or t.text}
         )
@@ -677,6 +671,3 @@ class VoiceSession:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("media.session.report_failed", error=repr(task.exception()))
-
-
-SessionFactory = Callable[[CallInfo, AudioSink, int], Awaitable[VoiceSession]]

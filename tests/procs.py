@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,17 @@ class MediaService:
                 if isinstance(rec, dict) and rec.get("event") == event:
                     out.append(rec)
         return out
+
+
+def running_media(data_dir: Path, **env: str) -> Iterator[MediaService]:
+    """A media server with its own data dir and ports (``env`` overrides, e.g. its bot)."""
+    settings, full_env = instance_settings(data_dir, **env)
+    svc = MediaService(settings, full_env)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
 
 
 @dataclass

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import struct
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -21,8 +20,8 @@ import structlog
 from bot.config import Settings
 from media_server.audio.codecs import pcm_from_bytes, pcm_to_bytes
 from media_server.audio.resample import StreamResampler
-from media_server.session import AudioSink, CallInfo, VoiceSession
-from media_server.transports.common import FloodGuard, StreamError, stop_session_task
+from media_server.session import CallInfo, VoiceSession
+from media_server.transports.common import FloodGuard, SessionFactory, StreamError, end_call
 
 log = structlog.get_logger("media_server.audiosocket")
 
@@ -31,8 +30,6 @@ HEADER = struct.Struct(">BH")
 FRAME_BYTES = 320  # 20 ms of 8 kHz slin
 MAX_AUDIO_BYTES = 3200  # 200 ms of 8 kHz slin; Asterisk sends 320
 DTMF_KEYS = frozenset("0123456789*#ABCD")
-
-SessionFactory = Callable[[CallInfo, AudioSink], Awaitable[VoiceSession]]
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:
@@ -144,9 +141,7 @@ async def serve_connection(
     except (ConnectionError, OSError) as exc:
         log.info("media.audiosocket.connection_lost", error=repr(exc), peer=peer)
     finally:
-        if session is not None:
-            session.hang_up()
-        await stop_session_task(task)
+        await end_call(session, task)
         sink.closed = True
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):

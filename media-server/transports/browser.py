@@ -26,10 +26,11 @@ from media_server.audio.resample import StreamResampler
 from media_server.session import CallInfo, VoiceSession
 from media_server.transports.common import (
     FloodGuard,
+    SessionFactory,
     StreamError,
     close_with_error,
+    end_call,
     origin_allowed,
-    stop_session_task,
 )
 
 log = structlog.get_logger("media_server.browser")
@@ -91,7 +92,9 @@ def _start(raw: str, settings: Settings) -> tuple[CallInfo, int]:
     return info, int(rate)
 
 
-async def handle(request: web.Request, settings: Settings, make_session: Any) -> web.StreamResponse:
+async def handle(
+    request: web.Request, settings: Settings, make_session: SessionFactory
+) -> web.StreamResponse:
     if not origin_allowed(request, settings):
         log.warning("media.browser.origin_refused", origin=request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed")
@@ -139,9 +142,7 @@ async def handle(request: web.Request, settings: Settings, make_session: Any) ->
     except StreamError as err:
         await close_with_error(ws, err, transport="browser")
     finally:
-        if session is not None:
-            session.hang_up()
-        await stop_session_task(task)
+        await end_call(session, task)
         if not ws.closed:
             await ws.close()
     return ws

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -12,8 +13,12 @@ from aiohttp import WSCloseCode, web
 
 from bot.config import Settings
 from bot.webchat.ratelimit import TokenBucket
+from media_server.session import AudioSink, CallInfo, VoiceSession
 
 log = structlog.get_logger("media_server.transport")
+
+SessionFactory = Callable[[CallInfo, AudioSink], Awaitable[VoiceSession]]
+"""Makes the voice session of a new call (the app registers it among the active calls)."""
 
 
 class StreamError(Exception):
@@ -61,8 +66,11 @@ async def close_with_error(ws: web.WebSocketResponse, err: StreamError, **fields
         await ws.close(code=err.close_code, message=err.message.encode()[:120])
 
 
-async def stop_session_task(task: asyncio.Task[None] | None) -> None:
-    """Wait for a session to finish its own clean-up (it closes the conversation)."""
+async def end_call(session: VoiceSession | None, task: asyncio.Task[None] | None) -> None:
+    """The transport is done: tell the session the caller is gone and wait (a little) for
+    its own clean-up, which closes the conversation."""
+    if session is not None:
+        session.hang_up()
     if task is None:
         return
     try:

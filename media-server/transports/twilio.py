@@ -31,9 +31,10 @@ from media_server.audio.resample import StreamResampler
 from media_server.session import CallInfo, VoiceSession
 from media_server.transports.common import (
     FloodGuard,
+    SessionFactory,
     StreamError,
     close_with_error,
-    stop_session_task,
+    end_call,
 )
 
 log = structlog.get_logger("media_server.twilio")
@@ -141,7 +142,9 @@ def _start_info(msg: dict[str, Any]) -> tuple[str, str, CallInfo]:
     return sid, encoding, info
 
 
-async def handle(request: web.Request, settings: Settings, make_session: Any) -> web.StreamResponse:
+async def handle(
+    request: web.Request, settings: Settings, make_session: SessionFactory
+) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=settings.media.max_frame_bytes, heartbeat=30)
     await ws.prepare(request)
     sink: TwilioStream | None = None
@@ -205,9 +208,7 @@ async def handle(request: web.Request, settings: Settings, make_session: Any) ->
     except StreamError as err:
         await close_with_error(ws, err, transport="twilio")
     finally:
-        if session is not None:
-            session.hang_up()
-        await stop_session_task(task)
+        await end_call(session, task)
         if not ws.closed:
             await ws.close()
     return ws

@@ -20,15 +20,10 @@ from playwright.sync_api import sync_playwright
 
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import ARGS, CHROMIUM, bot_for
-from tests.media.callers import caller_voice, speech
-from tests.procs import BotService, MediaService, RasaStack, free_port, instance_settings
+from tests.media.callers import speech
+from tests.procs import BotService, MediaService, RasaStack, free_port, running_media
 
 MEDIA_PORT = free_port()
-
-
-@pytest.fixture(scope="module")
-def voice() -> PiperSynthesizer:
-    return caller_voice()
 
 
 def speech_16k(voice: PiperSynthesizer, text: str) -> np.ndarray:
@@ -50,18 +45,12 @@ def web_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def media(web_bot: BotService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
-    settings, env = instance_settings(
+    yield from running_media(
         tmp_path_factory.mktemp("web-media"),
         RECEPTIONIST_MEDIA__PORT=str(MEDIA_PORT),
         RECEPTIONIST_MEDIA__BOT_URL=web_bot.url,
         RECEPTIONIST_SERVER__PORT=str(web_bot.settings.server.port),
     )
-    svc = MediaService(settings, env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 async def _stream(ws: aiohttp.ClientWebSocketResponse, pcm: np.ndarray) -> None:

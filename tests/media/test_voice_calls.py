@@ -26,13 +26,8 @@ from media_server.tts.piper_engine import PiperSynthesizer
 from media_server.wer import asterisk_prompts, corpus_word_error_rate
 from media_server.wer_transport import decode_via_transport
 from tests.conftest import bot_for
-from tests.media.callers import caller_voice, speech
-from tests.procs import BotService, MediaService, RasaStack, free_port, instance_settings
-
-
-@pytest.fixture(scope="module")
-def voice() -> PiperSynthesizer:
-    return caller_voice()
+from tests.media.callers import speech
+from tests.procs import BotService, MediaService, RasaStack, free_port, running_media
 
 
 def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
@@ -51,17 +46,11 @@ def call_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def media(call_bot: BotService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
-    settings, env = instance_settings(
+    yield from running_media(
         tmp_path_factory.mktemp("media"),
         RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
         RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
     )
-    svc = MediaService(settings, env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 def conversation_of(media: MediaService, call_sid: str) -> str:
@@ -303,18 +292,12 @@ def impatient_media(
     call_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
     """A media server that reprompts after 1.5 s of silence, once, then says goodbye."""
-    settings, env = instance_settings(
+    yield from running_media(
         tmp_path_factory.mktemp("impatient-media"),
         RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
         RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="1.5",
         RECEPTIONIST_MEDIA__MAX_REPROMPTS="1",
     )
-    svc = MediaService(settings, env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 async def test_silent_caller_is_reprompted_then_politely_released(
@@ -343,16 +326,10 @@ async def test_silent_caller_is_reprompted_then_politely_released(
 @pytest.fixture(scope="module")
 def orphan_media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
     """A media server whose bot service is down."""
-    settings, env = instance_settings(
+    yield from running_media(
         tmp_path_factory.mktemp("orphan-media"),
         RECEPTIONIST_MEDIA__BOT_URL=f"http://127.0.0.1:{free_port()}",
     )
-    svc = MediaService(settings, env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 async def test_bot_service_down_caller_hears_an_apology(orphan_media: MediaService) -> None:
