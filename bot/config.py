@@ -202,6 +202,20 @@ class MediaSettings(_Section):
         return f"http://{host}:{self.port}"
 
 
+class AnalyticsSettings(_Section):
+    """KPI definitions that are a business's choice, and the review inbox's thresholds."""
+
+    service_level_s: float = Field(
+        20.0, gt=0, description="answered within this many seconds counts for service level"
+    )
+    service_level_target: float = Field(
+        0.8, gt=0, lt=1, description="share to answer within service_level_s (80/20)"
+    )
+    low_confidence: float = Field(
+        0.5, ge=0, le=1, description="user turns whose intent confidence is below go to review"
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -227,6 +241,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     webchat: WebchatSettings = WebchatSettings()
     media: MediaSettings = MediaSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Contact-centre analytics: KPIs, reports, Erlang C staffing, the review inbox."""
