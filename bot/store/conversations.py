@@ -8,7 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.store.records import (
     Conversation,
@@ -143,15 +143,34 @@ class SqlConversationStore:
         events: Sequence[NewEvent] = (),
         status: str | None = None,
     ) -> list[Turn]:
-        """Append turns and events atomically; all are stored or none is."""
+        """Append turns and events atomically; all are stored or none is.
+
+        The turn counter is bumped first, by one UPDATE … RETURNING: that statement takes the
+        write lock (SQLite) or the row lock (PostgreSQL) before anything is read, so writers
+        racing on one conversation (a visitor's message and an agent's reply) get distinct
+        sequence numbers instead of a stale count and a unique-key violation."""
         now = utcnow()
+        values: dict[str, Any] = {
+            "turn_count": ConversationRow.turn_count + len(turns),
+            "updated_at": now,
+        }
+        if status is not None:
+            values["status"] = status
         async with self._sessions.begin() as session:
-            row = await self._locked(session, conversation_id)
+            count = await session.scalar(
+                update(ConversationRow)
+                .where(ConversationRow.id == conversation_id)
+                .values(**values)
+                .returning(ConversationRow.turn_count)
+            )
+            if count is None:
+                raise ConversationNotFound(conversation_id)
+            first = count - len(turns)
             rows = []
             for i, t in enumerate(turns, start=1):
                 tr = TurnRow(
                     conversation_id=conversation_id,
-                    seq=row.turn_count + i,
+                    seq=first + i,
                     created_at=now,
                     **{name: getattr(t, name) for name in _TURN_FIELDS},
                 )
@@ -163,24 +182,7 @@ class SqlConversationStore:
                         conversation_id=conversation_id, type=e.type, data=e.data, created_at=now
                     )
                 )
-            values: dict[str, Any] = {"turn_count": row.turn_count + len(turns), "updated_at": now}
-            if status is not None:
-                values["status"] = status
-            await session.execute(
-                update(ConversationRow)
-                .where(ConversationRow.id == conversation_id)
-                .values(**values)
-            )
         return [_turn(r) for r in rows]
-
-    async def _locked(self, session: AsyncSession, conversation_id: str) -> ConversationRow:
-        stmt = select(ConversationRow).where(ConversationRow.id == conversation_id)
-        if self._engine.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        row = await session.scalar(stmt)
-        if row is None:
-            raise ConversationNotFound(conversation_id)
-        return row
 
     async def count_user_intent(self, conversation_id: str, intent: str) -> int:
         async with self._sessions() as session:
