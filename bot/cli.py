@@ -278,6 +278,62 @@ def _bench_voice(
     return 0 if all(lv["failed"] == 0 for lv in levels) else 1
 
 
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.simulate import ensure_agents, simulate_chats
+
+    if args.conversations < 0 or args.calls < 0 or args.agents < 1 or args.duration <= 0:
+        print("error: counts must be ≥ 0, agents ≥ 1 and --duration > 0", file=sys.stderr)
+        return 2
+    base = (args.url or settings.server.base_url).rstrip("/")
+
+    async def go() -> dict[str, object]:
+        agents = await ensure_agents(settings.database_url, args.agents)
+        extra: list[asyncio.Task[None]] = []
+        call_tally = None
+        if args.calls:
+            from media_server.simulate_calls import start_calls
+
+            call_tally, extra = start_calls(
+                args.media_url or settings.media.url(),
+                settings.media.tts_voice,
+                args.calls,
+                duration_s=args.duration,
+                human_share=args.call_human_share,
+                patience_s=args.patience,
+                seed=args.seed,
+            )
+        tally = await simulate_chats(
+            base,
+            agents,
+            args.conversations,
+            duration_s=args.duration,
+            patience_s=args.patience,
+            seed=args.seed,
+            extra=extra,
+        )
+        out: dict[str, object] = {"chats": tally.as_data()}
+        if call_tally is not None:
+            out["calls"] = call_tally.as_data()
+        return out
+
+    print(
+        f"simulating {args.conversations} webchat conversations and {args.calls} calls over "
+        f"{args.duration:g} s with {args.agents} agents against {base}"
+    )
+    try:
+        result = asyncio.run(go())
+    except OSError as exc:
+        print(f"error: cannot reach the receptionist at {base}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    print("now: receptionist report --from TODAY --to TODAY  (dates as YYYY-MM-DD)")
+    chats = result["chats"]
+    assert isinstance(chats, dict)
+    return 1 if chats["errors"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="receptionist", description=__doc__)
     p.add_argument("--config", type=Path, help="config file (default: receptionist.toml)")
@@ -311,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     from media_server import model_cli
 
     model_cli.add_arguments(sub)
+    from bot.analytics import staffing_cli
+
+    staffing_cli.add_arguments(sub)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply database migrations")
@@ -341,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument(
         "--stagger", type=float, default=3.0, help="seconds over which the calls arrive"
     )
+    sim = sub.add_parser(
+        "simulate", help="scripted contact-centre traffic through the running receptionist"
+    )
+    sim.add_argument("--conversations", type=int, default=40, help="webchat visitors")
+    sim.add_argument("--calls", type=int, default=0, help="phone calls via the media server")
+    sim.add_argument("--agents", type=int, default=3, help="simulated desk agents")
+    sim.add_argument("--duration", type=float, default=120.0, help="seconds arrivals span")
+    sim.add_argument("--patience", type=float, default=45.0, help="seconds a customer waits")
+    sim.add_argument(
+        "--call-human-share", type=float, default=0.4, help="share of callers pressing 0"
+    )
+    sim.add_argument("--seed", type=int, help="same seed, same scripts and arrivals")
+    sim.add_argument("--url", help="bot service URL (default from config)")
+    sim.add_argument("--media-url", help="media server URL (default from config)")
     hb = bench_sub.add_parser("handoff", help="handoff → agent offer latency (self-contained)")
     hb.add_argument("--agents", type=int, default=5)
     hb.add_argument("--tickets", type=int, default=50)
@@ -356,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bot.logs import configure_logging
 
-    quiet = args.command in ("up", "chat", "bench")
+    quiet = args.command in ("up", "chat", "bench", "simulate")
     configure_logging("warning" if quiet else settings.logging.level, settings.logging.format)
     commands: dict[str, Callable[[], int]] = {
         "up": lambda: _up(settings, args.config),
@@ -381,6 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         return _db_upgrade(settings)
     if args.command == "users":
         return _users(settings, args)
+    if args.command == "staffing":
+        from bot.analytics import staffing_cli
+
+        return staffing_cli.run(args, settings)
+    if args.command == "simulate":
+        return _simulate(settings, args)
     if args.command == "bench" and args.bench_command == "webchat":
         return _bench_webchat(settings, args.url, args.visitors, args.messages, args.think)
     if args.command == "bench" and args.bench_command == "voice":

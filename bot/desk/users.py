@@ -98,6 +98,17 @@ class UserStore:
             raise UserError(f"user {username!r} already exists") from exc
         return agent_of(row)
 
+    async def set_password(self, username: str, password: str) -> None:
+        """A new password; the user's login sessions end."""
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        async with self._sessions.begin() as s:
+            row = await s.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None:
+                raise UserError(f"no user {username!r}")
+            row.password_hash = _hasher.hash(password)
+            await s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+
     async def list(self) -> list[Agent]:
         async with self._sessions() as s:
             rows = (await s.scalars(select(UserRow).order_by(UserRow.id))).all()
