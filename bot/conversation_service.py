@@ -258,8 +258,10 @@ class ConversationService:
             return await self._handoff.request(conversation_id, handoff)
 
     async def record_event(self, conversation_id: str, event: NewEvent) -> None:
-        async with self._lock(conversation_id):
-            await self._store.append(conversation_id, [], [event])
+        """Store an event. Not under the conversation's lock: events add no turn, and the
+        action server reports a booking *while* the user's message (which holds the lock)
+        waits for Rasa, so taking it here would stall both until the reporter times out."""
+        await self._store.append(conversation_id, [], [event])
 
     async def close(self, conversation_id: str) -> Conversation:
         """The customer left: close the conversation; a wait in queue counts as abandoned."""

@@ -231,7 +231,10 @@ def test_booking_form_validates_and_confirms(bot: BotService) -> None:
     assert "Just to confirm: a sports massage (£55)" in confirm
     assert "at 10 am" in confirm and "Jane Doe" in confirm and "+447912345678" in confirm
     res = bot.say(cid, "yes")
-    assert "a colleague will confirm it" in texts(res)
+    # the action server reported it to the bot service with the installation's token
+    assert "You're booked in" in texts(res) and "See you then, Jane Doe" in texts(res)
+    conv = bot.api("GET", f"/conversations/{cid}")[1]
+    assert "booking_made" in [e["type"] for e in conv["events"]]
 
 
 def test_booking_form_closed_day_and_decline(bot: BotService) -> None:
@@ -273,4 +276,6 @@ def test_callback_form(bot: BotService) -> None:
     assert "we're closed" in texts(res)
     res = bot.say(cid, f"{spoken(day)} at 11am")
     assert "a colleague will call you on +447912345678" in texts(res)
+    conv = bot.api("GET", f"/conversations/{cid}")[1]
+    assert "callback_requested" in [e["type"] for e in conv["events"]]
     assert "at 11 am" in texts(res)

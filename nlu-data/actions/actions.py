@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 BOOKINGS_URL_ENV = "RECEPTIONIST_BOOKINGS_URL"
 CALLBACKS_URL_ENV = "RECEPTIONIST_CALLBACKS_URL"
+# the bot service's internal endpoints want this installation's token (set by receptionist up)
+INTERNAL_TOKEN_ENV = "RECEPTIONIST_INTERNAL_TOKEN"
 DEFAULT_REGION = "GB"
 # Intents that leave a form instead of answering its question (when confidently predicted).
 ESCAPE_INTENTS = {"request_human", "emergency", "stop", "goodbye"}
@@ -601,12 +603,15 @@ def booking_json(tracker: Tracker, p: Profile) -> dict[str, Any]:
 
 
 async def post_json(url: str, body: dict[str, Any]) -> bool:
-    """POST ``body``; True on a 2xx answer. Failures are logged, never raised."""
+    """POST ``body`` with the installation's token; True on a 2xx answer. Failures are
+    logged, never raised."""
+    token = os.environ.get(INTERNAL_TOKEN_ENV, "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         timeout = aiohttp.ClientTimeout(total=5)
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.post(url, json=body) as resp,
+            http.post(url, json=body, headers=headers) as resp,
         ):
             if 200 <= resp.status < 300:
                 return True
@@ -637,7 +642,7 @@ class ActionSubmitBooking(Action):
             if not url:
                 log.info("booking.not_sent no %s set: %s", BOOKINGS_URL_ENV, json.dumps(body))
             dispatcher.utter_message(
-                text=f"Thank you. I've taken your request for {when}; a colleague will "
+                text=f"Thank you. I've taken your booking request for {when}; a colleague will "
                 f"confirm it by phone on {body['customer']['phone']}."
             )
         return [SlotSet(s, None) for s in ("service", "appointment_time")]
