@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from bot.analytics import api as analytics_api
 from bot.api import conversations, health, home, internal
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.keys import HANDOFF, HUB, RASA, SERVICE, SETTINGS, STORE
@@ -19,11 +20,15 @@ from bot.business_hours import BusinessHours
 from bot.config import Settings
 from bot.conversation_service import ConversationService
 from bot.desk import api as desk
+from bot.desk import recordings
 from bot.desk.users import UserStore
 from bot.handoff.service import HandoffService
 from bot.handoff.store import SqlHandoffStore
 from bot.hub import EventHub
+from bot.metrics import METRICS, metrics_middleware
+from bot.metrics import setup as setup_metrics
 from bot.rasa_client import RasaClient, RasaPool
+from bot.review import api as review
 from bot.store import SqlConversationStore, create_engine, migrate
 from bot.store.bookings import SqlBookingStore
 from bot.webchat import channel as webchat
@@ -40,7 +45,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=settings.limits.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[MAX_BODY_KEY] = settings.limits.max_body_bytes
@@ -48,7 +54,11 @@ def create_app(settings: Settings) -> web.Application:
     register(app, ROUTES)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     desk.add_routes(app)
+    recordings.add_routes(app)
+    analytics_api.add_routes(app)
+    review.add_routes(app)
     webchat.add_routes(app)
+    setup_metrics(app, settings.handoff.default_skill)
     app.cleanup_ctx.append(_resources)
     return app
 
@@ -56,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database_url, echo=settings.database.echo)
+    metrics = app[METRICS]
     try:
         await migrate(engine)
         store = SqlConversationStore(engine)
@@ -64,7 +75,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         ) as http:
             rasa = RasaPool(
                 [
-                    RasaClient(http, url, settings.rasa_token(), settings.rasa.timeout_s)
+                    RasaClient(http, url, settings.rasa_token(), settings.rasa.timeout_s, metrics)
                     for url in settings.rasa.urls
                 ]
             )
@@ -83,6 +94,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             reopened = await handoff.reconcile()
             if reopened:
                 log.warning("handoff.reconciled", tickets_opened=reopened)
+            metrics.engine = engine
+            app[analytics_api.ENGINE] = engine
             router = asyncio.create_task(handoff.run_router(), name="handoff-router")
             log.info(
                 "bot.started",
@@ -93,6 +106,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             try:
                 yield
             finally:
+                metrics.engine = None
                 router.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await router

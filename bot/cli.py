@@ -370,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.analytics import staffing_cli
 
     staffing_cli.add_arguments(sub)
+    from bot.analytics import report_cli
+
+    report_cli.add_arguments(sub)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     db_sub.add_parser("upgrade", help="apply database migrations")
@@ -377,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="USERS")
     add = users_sub.add_parser("add", help="add a user; asks for the password")
     add.add_argument("username")
-    add.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
+    add.add_argument(
+        "--role", choices=["agent", "supervisor", "admin", "designer"], default="agent"
+    )
     add.add_argument("--name", help="name shown to customers (default: the username)")
     add.add_argument("--skills", default="general:1", help="e.g. general:2,billing:1")
     add.add_argument("--max-chats", type=int, default=3)
@@ -458,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.analytics import staffing_cli
 
         return staffing_cli.run(args, settings)
+    if args.command == "report":
+        from bot.analytics import report_cli
+
+        return report_cli.run(args, settings)
     if args.command == "simulate":
         return _simulate(settings, args)
     if args.command == "bench" and args.bench_command == "webchat":

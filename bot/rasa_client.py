@@ -2,7 +2,9 @@
 ``/model/parse`` for intent and confidence, ``/status`` for readiness.
 
 Every failure becomes :class:`RasaError` carrying a short code (``rasa_unreachable``,
-``rasa_timeout``, ``rasa_http_<status>``, ``rasa_bad_response``).
+``rasa_timeout``, ``rasa_http_<status>``, ``rasa_bad_response``). The dialogue calls (webhook,
+parse, tracker) report their latency and error code to an optional :class:`NluObserver`
+(the service's ``/metrics``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from bot.events import BotReply, Button, NluResult
+
+
+class NluObserver(Protocol):
+    def observe_nlu(self, operation: str, seconds: float, error: str | None) -> None:
+        """One finished Rasa call: its operation, duration, and error code if it failed."""
+        ...
 
 
 class RasaError(Exception):
@@ -53,11 +61,13 @@ class RasaClient:
         base_url: str,
         token: str | None,
         timeout_s: float,
+        observer: NluObserver | None = None,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._observer = observer
 
     @property
     def base_url(self) -> str:
@@ -74,6 +84,28 @@ class RasaClient:
         json: Any = None,
         auth: bool = True,
         timeout: aiohttp.ClientTimeout | None = None,  # noqa: ASYNC109
+        operation: str | None = None,
+    ) -> Any:
+        """The JSON answer; with ``operation``, the call is reported to the observer."""
+        if operation is None or self._observer is None:
+            return await self._send(method, path, json=json, auth=auth, timeout=timeout)
+        started = time.perf_counter()
+        try:
+            data = await self._send(method, path, json=json, auth=auth, timeout=timeout)
+        except RasaError as exc:
+            self._observer.observe_nlu(operation, time.perf_counter() - started, exc.code)
+            raise
+        self._observer.observe_nlu(operation, time.perf_counter() - started, None)
+        return data
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        auth: bool,
+        timeout: aiohttp.ClientTimeout | None,  # noqa: ASYNC109
     ) -> Any:
         url = self._base + path
         try:
@@ -103,13 +135,15 @@ class RasaClient:
         body: dict[str, Any] = {"sender": sender_id, "message": text}
         if metadata:
             body["metadata"] = metadata
-        data = await self._request("POST", "/webhooks/rest/webhook", json=body, auth=False)
+        data = await self._request(
+            "POST", "/webhooks/rest/webhook", json=body, auth=False, operation="webhook"
+        )
         if not isinstance(data, list):
             raise RasaError("rasa_bad_response", f"webhook answered {type(data).__name__}")
         return [parse_reply(item) for item in data]
 
     async def parse(self, text: str) -> NluResult:
-        data = await self._request("POST", "/model/parse", json={"text": text})
+        data = await self._request("POST", "/model/parse", json={"text": text}, operation="parse")
         if not isinstance(data, dict):
             raise RasaError("rasa_bad_response", "/model/parse did not answer an object")
         intent = data.get("intent") or {}
@@ -122,7 +156,9 @@ class RasaClient:
     async def latest_nlu(self, sender_id: str) -> NluResult:
         """What Rasa's NLU made of the sender's latest message, read from its tracker (the
         parse Rasa used for the dialogue, at the cost of a store read, not a second parse)."""
-        data = await self._request("GET", f"/conversations/{sender_id}/tracker?include_events=NONE")
+        data = await self._request(
+            "GET", f"/conversations/{sender_id}/tracker?include_events=NONE", operation="tracker"
+        )
         latest = data.get("latest_message") if isinstance(data, dict) else None
         if not isinstance(latest, dict):
             raise RasaError("rasa_bad_response", "tracker has no latest_message")

@@ -124,10 +124,11 @@ async def login(request: web.Request) -> web.Response:
     return resp
 
 
-@require(*STAFF)
+@require(*UserRole)
 async def logout(request: web.Request) -> web.Response:
     sess = _session(request)
-    await request.app[HANDOFF].set_presence(sess.user, Presence.OFFLINE)
+    if sess.user.role in STAFF:
+        await request.app[HANDOFF].set_presence(sess.user, Presence.OFFLINE)
     await request.app[USERS].logout(sess.token)
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
@@ -298,7 +299,7 @@ async def reassign(request: web.Request) -> web.Response:
 
 
 # -- live push -----------------------------------------------------------------------------
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser: the cookie is the credential
@@ -312,7 +313,7 @@ async def desk_ws(request: web.Request) -> web.StreamResponse:
     sess = await current_session(request)
     if sess is None:
         raise ApiError(401, "not_logged_in", "log in to the desk first")
-    if not _same_origin(request):
+    if not same_origin(request):
         raise ApiError(403, "bad_origin", "the desk WebSocket only accepts its own origin")
     user = sess.user
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
@@ -368,8 +369,11 @@ def _static(name: str) -> str:
 
 
 async def desk_page(request: web.Request) -> web.StreamResponse:
-    if await current_session(request) is None:
+    sess = await current_session(request)
+    if sess is None:
         raise web.HTTPFound("/desk/login")
+    if sess.user.role not in STAFF:
+        raise web.HTTPFound("/desk/review")  # designers work in the review inbox
     return web.Response(
         text=_static("desk.html"), content_type="text/html", headers={"Cache-Control": "no-store"}
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.handoff.records import (
     OPEN_STATUSES,
@@ -24,7 +24,7 @@ from bot.handoff.records import (
     TicketStatus,
     UserRole,
 )
-from bot.store.schema import ConversationRow, TicketRow, UserRow, utcnow
+from bot.store.schema import AgentPresenceRow, ConversationRow, TicketRow, UserRow, utcnow
 
 
 def ticket_of(r: TicketRow) -> Ticket:
@@ -68,6 +68,21 @@ def agent_of(r: UserRow) -> Agent:
         presence=Presence(r.presence),
         presence_since=r.presence_since,
         wrap_up_until=r.wrap_up_until,
+    )
+
+
+async def _log_presence(
+    s: AsyncSession, user_ids: Sequence[int], presence: Presence, now: datetime
+) -> None:
+    """Close each user's open presence interval and open one for ``presence`` (the caller's
+    transaction, so the log always agrees with ``users.presence``)."""
+    await s.execute(
+        update(AgentPresenceRow)
+        .where(AgentPresenceRow.user_id.in_(user_ids), AgentPresenceRow.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    s.add_all(
+        AgentPresenceRow(user_id=uid, presence=presence.value, started_at=now) for uid in user_ids
     )
 
 
@@ -433,14 +448,15 @@ class SqlHandoffStore:
     async def set_presence(
         self, agent_id: int, presence: Presence, wrap_up_until: datetime | None = None
     ) -> None:
+        now = utcnow()
         async with self._sessions.begin() as s:
-            await s.execute(
+            res = await s.execute(
                 update(UserRow)
                 .where(UserRow.id == agent_id)
-                .values(
-                    presence=presence.value, presence_since=utcnow(), wrap_up_until=wrap_up_until
-                )
+                .values(presence=presence.value, presence_since=now, wrap_up_until=wrap_up_until)
             )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                await _log_presence(s, [agent_id], presence, now)
 
     async def end_wrap_ups(self, now: datetime) -> list[int]:
         async with self._sessions.begin() as s:
@@ -454,13 +470,15 @@ class SqlHandoffStore:
                 ).all()
             )
             if ids:
-                await s.execute(
+                ended = await s.scalars(
                     update(UserRow)
                     .where(UserRow.id.in_(ids), UserRow.presence == Presence.WRAP_UP.value)
                     .values(
                         presence=Presence.AVAILABLE.value, presence_since=now, wrap_up_until=None
                     )
+                    .returning(UserRow.id)
                 )
+                await _log_presence(s, list(ended.all()), Presence.AVAILABLE, now)
         return ids
 
     async def customer_history(self, conversation_id: str, limit: int = 10) -> list[dict[str, Any]]:

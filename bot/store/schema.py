@@ -209,3 +209,35 @@ class BookingRow(Base):
     customer_phone: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(16), default="confirmed")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReviewDecisionRow(Base):
+    """A designer's decision about a user turn in the review inbox: the intent it was
+    added to as a training example (or out of scope, or ignored). Decided turns leave the
+    inbox."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"), unique=True)
+    action: Mapped[str] = mapped_column(String(16))  # assign, new_intent, out_of_scope, ignore
+    intent: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    file: Mapped[str | None] = mapped_column(String(500))
+    added: Mapped[bool] = mapped_column(default=False)  # False: a duplicate, or ignored
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AgentPresenceRow(Base):
+    """One interval of a desk user's presence (``ended_at`` is null while it lasts). Written
+    by the handoff store on every presence change; feeds occupancy, utilisation and wrap-up."""
+
+    __tablename__ = "agent_presence_log"
+    __table_args__ = (Index("ix_agent_presence_log_user_started", "user_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    presence: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -29,6 +29,7 @@ import soxr  # type: ignore[import-untyped,unused-ignore]
 import structlog
 
 from media_server.audio import SAMPLE_RATE, duration_s
+from media_server.metrics import TTS_FIRST_AUDIO
 from media_server.tts.base import SpeechSynthesizer
 from media_server.tts.cache import CacheKey, PromptCache
 from media_server.tts.sentences import speakable, split_sentences
@@ -101,12 +102,15 @@ class TtsService:
                 if isinstance(item, Exception):
                     raise item
                 slots.release()
+                latency_s = time.perf_counter() - waited
+                if index == 0:
+                    TTS_FIRST_AUDIO.labels(str(item.cached).lower()).observe(latency_s)
                 log.info(
                     "media.tts.segment",
                     index=index,
                     count=len(sentences),
                     cached=item.cached,
-                    latency_ms=round((time.perf_counter() - waited) * 1000, 1),
+                    latency_ms=round(latency_s * 1000, 1),
                     synth_ms=round(item.synth_ms, 1),
                     audio_ms=round(duration_s(item.pcm) * 1000),
                     chars=len(item.text),
