@@ -38,6 +38,7 @@ class UserRole(StrEnum):
     AGENT = "agent"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
+    DESIGNER = "designer"  # conversation designer: the review inbox, not the queue
 
 
 @dataclass(frozen=True, slots=True)
