@@ -140,6 +140,13 @@ def endpoints_banner(settings: Settings) -> str:
                 f"  voice: AudioSocket    tcp://{host}:{settings.media.audiosocket_port}"
                 "   (Asterisk's AudioSocket() dialplan application)"
             )
+        if settings.media.sip_port:
+            host = "127.0.0.1" if settings.media.host in ("0.0.0.0", "::") else settings.media.host
+            host = settings.media.sip_public_host or host
+            lines.append(
+                f"  voice: SIP            sip:{host}:{settings.media.sip_port}"
+                "   (UDP and TCP; point a PBX or SIP trunk here)"
+            )
     lines += [
         "",
         "Try it:",

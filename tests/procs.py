@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,6 +30,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_rtp_range(size: int = 200) -> dict[str, str]:
+    """A random RTP port range for one media server (the server skips ports in use)."""
+    low = 30000 + 2 * random.randrange(0, (60000 - 30000 - size) // 2)
+    return {
+        "RECEPTIONIST_MEDIA__RTP_PORT_MIN": str(low),
+        "RECEPTIONIST_MEDIA__RTP_PORT_MAX": str(low + size - 1),
+    }
 
 
 def http_json(
@@ -85,6 +95,8 @@ def instance_settings(data_dir: Path, **env: str) -> tuple[Settings, dict[str, s
         "RECEPTIONIST_RASA__ACTIONS_PORT": str(free_port()),
         "RECEPTIONIST_MEDIA__PORT": str(free_port()),
         "RECEPTIONIST_MEDIA__AUDIOSOCKET_PORT": str(free_port()),
+        "RECEPTIONIST_MEDIA__SIP_PORT": str(free_port()),
+        **free_rtp_range(),
         "RECEPTIONIST_LOGGING__FORMAT": "json",
     }
     overrides.update(env)
