@@ -14,10 +14,19 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "RECEPTIONIST_"
@@ -153,6 +162,33 @@ class MediaSettings(_Section):
     audiosocket_port: int = Field(
         8084, ge=0, le=65535, description="Asterisk AudioSocket TCP port on host; 0: off"
     )
+    sip_port: int = Field(
+        5070, ge=0, le=65535, description="SIP user agent (UDP and TCP) port on host; 0: off"
+    )
+    sip_tcp: bool = Field(True, description="also accept SIP over TCP on sip_port")
+    sip_public_host: str | None = Field(
+        None, description="address put in SDP and Contact; default: the address called"
+    )
+    sip_allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
+        (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
+        description="SIP peers from these networks need no password (e.g. your PBX or trunk)",
+    )
+    sip_users: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="digest user -> password for peers outside sip_allowed_networks; set it "
+        'in the environment (RECEPTIONIST_MEDIA__SIP_USERS=\'{"trunk": "..."}\'), '
+        "never in a committed file",
+    )
+    sip_realm: str = Field("receptionist", min_length=1, max_length=64)
+    sip_ring_ms: int = Field(
+        300, ge=0, le=30000, description="ringing (180) before the call is answered"
+    )
+    sip_max_calls: int = Field(100, ge=1, description="more concurrent calls get 486 Busy Here")
+    rtp_port_min: int = Field(20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(20999, ge=1025, le=65535)
+    rtp_timeout_s: float = Field(
+        60.0, gt=0, description="hang up a call (not on hold) that sent no RTP for this long"
+    )
     bot_url: str | None = Field(None, description="bot service URL; default: server.url")
     default_language: str = Field("en", min_length=2, max_length=12)
     asr: dict[str, str] = Field(
@@ -194,6 +230,39 @@ class MediaSettings(_Section):
     max_frame_bytes: int = Field(64 * 1024, ge=1024, le=4 * 1024 * 1024)
     max_frames_per_s: float = Field(250.0, gt=0, description="more is flooding: stream closed")
     max_call_s: float = Field(3600.0, gt=0)
+    moh_path: Path = Field(
+        Path("/usr/share/asterisk/moh"),
+        description="music on hold: a WAV file or a directory of WAV files (played in name "
+        "order, looped); missing or unreadable: a soft comfort tone",
+    )
+    hold_update_s: float = Field(
+        45.0, gt=0, le=3600, description="while on hold, tell the queue position this often"
+    )
+    callback_key: str = Field(
+        "1", pattern=r"^[1-9*#]$", description="key that asks for a callback while on hold"
+    )
+    recording: bool = Field(
+        False, description="record calls: stereo WAV, the caller left, the bot or agent right"
+    )
+    recording_dir: Path | None = Field(
+        None,
+        description="where recordings are written (and served from to the desk); "
+        "default <data_dir>/recordings",
+    )
+    recording_announcement: str = Field(
+        "This call may be recorded.",
+        max_length=500,
+        description="said at the start of a recorded call; empty: nothing",
+    )
+    recording_retention_days: float = Field(
+        30.0, ge=0, description="recordings older than this are deleted; 0: kept forever"
+    )
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> MediaSettings:
+        if self.rtp_port_max - self.rtp_port_min < 3:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 3 (one port pair)")
+        return self
 
     def url(self) -> str:
         if self.public_url:
@@ -278,6 +347,15 @@ class Settings(BaseSettings):
     @property
     def rasa_models(self) -> Path:
         return self.path(self.rasa.model_dir)
+
+    @property
+    def recordings_path(self) -> Path:
+        d = self.media.recording_dir
+        return self.path(d) if d is not None else self.data_path / "recordings"
+
+    @property
+    def moh_path(self) -> Path:
+        return self.path(self.media.moh_path)
 
     @property
     def tts_cache_path(self) -> Path:

@@ -4,7 +4,9 @@
 
 - ``ws://HOST:PORT/media/twilio``: WebSocket media streams in Twilio's format (μ-law 8 kHz)
 - ``ws://HOST:PORT/media/browser``: the webchat widget's microphone (PCM)
+- ``sip:HOST:SIP_PORT``: SIP calls (UDP and TCP) with G.711 RTP, from a PBX or trunk
 - ``/healthz`` and ``/readyz`` (engines, fallbacks, the bot service)
+- ``/stats`` (JSON, for ``receptionist bench voice``) and ``/metrics`` (Prometheus)
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import structlog
 from aiohttp import web
 
 from bot.config import Settings
+from media_server import metrics
 from media_server.bot_client import BotClient
 from media_server.engines import MediaEngines
+from media_server.hold import MohLibrary
 from media_server.metrics import STATS
+from media_server.recording import RecordingStore, stop_sweeper
 from media_server.session import AudioSink, CallInfo, VoiceSession
 from media_server.transports import audiosocket, browser, twilio
 from media_server.transports.common import SessionFactory
+from media_server.transports.sip import SipServer
 
 log = structlog.get_logger("media_server.app")
 
@@ -32,6 +38,8 @@ ENGINES = web.AppKey("engines", MediaEngines)
 BOT = web.AppKey("bot", BotClient)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CALLS = web.AppKey("calls", dict)
+RECORDINGS = web.AppKey("recordings", RecordingStore)
+MOH = web.AppKey("moh", MohLibrary)
 
 
 def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.Application:
@@ -41,6 +49,7 @@ def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.A
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/media/twilio", twilio_stream)
     app.router.add_get("/media/browser", browser_stream)
     app.cleanup_ctx.append(_resources(engines))
@@ -55,13 +64,22 @@ def _resources(preloaded: MediaEngines | None) -> Any:
             engines = MediaEngines(settings)
             await asyncio.to_thread(engines.load)
         app[ENGINES] = engines
+        app[MOH] = MohLibrary(settings.moh_path)
+        app[RECORDINGS] = RecordingStore(
+            settings.recordings_path, settings.media.recording_retention_days
+        )
         async with aiohttp.ClientSession() as http:
             app[HTTP] = http
             app[BOT] = BotClient(http, settings.media.bot_url or settings.server.base_url)
             tcp = await _start_audiosocket(app) if settings.media.audiosocket_port else None
+            sip = await _start_sip(app) if settings.media.sip_port else None
+            sweeper = asyncio.create_task(app[RECORDINGS].run_sweeper(), name="recording-sweep")
             yield
+            await stop_sweeper(sweeper)
             if tcp is not None:
                 tcp.close()
+            if sip is not None:
+                await sip.close()
             calls: dict[str, VoiceSession] = app[CALLS]
             for s in list(calls.values()):
                 s.hang_up()
@@ -91,13 +109,33 @@ async def _start_audiosocket(app: web.Application) -> asyncio.Server:
     return server
 
 
+async def _start_sip(app: web.Application) -> SipServer:
+    make = _make_session(app)
+
+    async def make_and_track(info: CallInfo, sink: AudioSink) -> VoiceSession:
+        _forget_closed(app)
+        return await make(info, sink)
+
+    server = SipServer(app[SETTINGS], make_and_track)
+    await server.start()
+    return server
+
+
 def _session_factory(request: web.Request) -> SessionFactory:
     return _make_session(request.app)
 
 
 def _make_session(app: web.Application) -> SessionFactory:
     async def make(info: CallInfo, sink: AudioSink) -> VoiceSession:
-        session = VoiceSession(info, app[ENGINES], app[BOT], app[SETTINGS].media, sink)
+        session = VoiceSession(
+            info,
+            app[ENGINES],
+            app[BOT],
+            app[SETTINGS].media,
+            sink,
+            recordings=app[RECORDINGS],
+            moh=app[MOH],
+        )
         calls: dict[str, VoiceSession] = app[CALLS]
         calls[info.call_id] = session
         return session
@@ -131,6 +169,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     return web.json_response(STATS.snapshot())
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def readyz(request: web.Request) -> web.Response:

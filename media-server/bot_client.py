@@ -36,6 +36,12 @@ class QueueStatus:
     position: int | None
     estimated_wait_s: float | None
     callback_offered: bool = False
+    status: str | None = None  # queued, offered, assigned, callback_scheduled
+
+    @property
+    def waiting(self) -> bool:
+        """Still waiting for a person (no agent yet, no callback booked)."""
+        return self.status not in ("assigned", "callback_scheduled")
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,19 @@ class TurnResult:
     handoff: bool
     queue: QueueStatus | None
     user_seq: int | None = None
+    recording: str | None = None  # "pause" or "resume": a sensitive step starts or ends
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def recording_marker(turns: list[dict[str, Any]]) -> str | None:
+    """The last ``{"recording": "pause"|"resume"}`` custom payload of the bot's replies: how
+    a conversation designer marks a sensitive step (card details) in a Rasa response."""
+    marker = None
+    for t in turns:
+        value = (t.get("custom") or {}).get("recording")
+        if t.get("role") == "bot" and value in ("pause", "resume"):
+            marker = str(value)
+    return marker
 
 
 def _replies(turns: list[dict[str, Any]]) -> tuple[Reply, ...]:
@@ -67,6 +85,7 @@ def _queue(data: dict[str, Any] | None) -> QueueStatus | None:
         position=data.get("position"),
         estimated_wait_s=data.get("estimated_wait_s"),
         callback_offered=bool(data.get("callback_offered")),
+        status=data.get("status"),
     )
 
 
@@ -121,6 +140,7 @@ class BotClient:
             handoff=data.get("handoff") is not None,
             queue=_queue(data.get("queue")),
             user_seq=user.get("seq"),
+            recording=recording_marker(data.get("replies") or []),
             raw=data,
         )
 
@@ -133,6 +153,12 @@ class BotClient:
         data = await self._call("POST", f"/{conversation_id}/handoff", body)
         status = _queue(data)
         return status or QueueStatus(None, None)
+
+    async def request_callback(self, conversation_id: str, number: str) -> QueueStatus:
+        """Call the caller back on ``number`` instead of keeping them waiting (as soon as
+        possible). :class:`ConversationGone` when no longer waiting (an agent took it)."""
+        data = await self._call("POST", f"/{conversation_id}/callback", {"number": number})
+        return _queue(data) or QueueStatus(None, None, status="callback_scheduled")
 
     async def event(self, conversation_id: str, type_: str, data: dict[str, Any]) -> None:
         await self._call("POST", f"/{conversation_id}/events", {"type": type_, "data": data})

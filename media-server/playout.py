@@ -80,6 +80,11 @@ class Playout:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def queued_s(self) -> float:
+        """Seconds of audio queued here and not yet sent."""
+        return sum(len(s.pcm) - s.offset for s in self._queue) / (SAMPLE_RATE * SAMPLE_WIDTH)
+
     async def wait_idle(self) -> None:
         """Until everything queued has been played (or cleared)."""
         while True:

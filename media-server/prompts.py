@@ -21,6 +21,11 @@ class Prompts:
     options_intro: str
     joined: str  # {agent}
     or_word: str
+    callback_offer: str = "If you'd rather we call you back, press {key}."
+    callback_ask_number: str = "Please key in the number we should call, then press the hash key."
+    callback_confirmed: str = "Thank you. We will call you back on {number}. Goodbye."
+    callback_bad_number: str = "Sorry, I didn't get a phone number. Please hold."
+    callback_failed: str = "Sorry, I couldn't book the callback. Please hold."
 
     def queue(self, position: int | None, estimated_wait_s: float | None) -> str:
         parts = []
@@ -38,6 +43,14 @@ class Prompts:
 
     def agent_joined(self, agent: str) -> str:
         return self.joined.format(agent=agent or "An agent").strip()
+
+    def offer_callback(self, key: str) -> str:
+        spoken = {"*": "star", "#": "hash"}.get(key, key)
+        return self.callback_offer.format(key=spoken)
+
+    def callback_booked(self, number: str) -> str:
+        # digit by digit, the way a number is read back
+        return self.callback_confirmed.format(number=" ".join(c for c in number if c.isdigit()))
 
 
 ENGLISH = Prompts(

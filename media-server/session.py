@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -27,10 +28,26 @@ from media_server.asr.base import RecognizerStream, SpeechRecognizer, Transcript
 from media_server.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from media_server.audio.dtmf import DtmfDetector
 from media_server.audio.vad import SpeechDetector
-from media_server.bot_client import BotClient, BotUnavailable, ConversationGone, TurnResult
-from media_server.metrics import STATS
+from media_server.bot_client import (
+    BotClient,
+    BotUnavailable,
+    ConversationGone,
+    QueueStatus,
+    TurnResult,
+)
+from media_server.hold import HoldLoop, MohLibrary, MohPlayer
+from media_server.metrics import (
+    ASR_LATENCY,
+    BOT_ROUND_TRIP,
+    CALLS,
+    CALLS_ACTIVE,
+    DTMF_DIGITS,
+    REPLY_LATENCY,
+    STATS,
+)
 from media_server.playout import Playout
 from media_server.prompts import Prompts
+from media_server.recording import CallRecorder, RecordingStore
 from media_server.tts.service import TtsService
 
 log = structlog.get_logger("media_server.session")
@@ -43,6 +60,29 @@ BACKCHANNELS = frozenset(
 PREROLL_MS = 400
 ASR_BATCH_BYTES = SAMPLE_RATE * SAMPLE_WIDTH // 10  # feed the recognizer 100 ms at a time
 INPUT_QUEUE_FRAMES = 1500  # 30 s of 20 ms frames; beyond that the call is too far behind
+DIGIT_TIMEOUT_S = 5.0  # keys being collected end after this long without another key
+CALLBACK_NUMBER_TIMEOUT_S = 20.0  # to start keying a callback number
+MAX_COLLECTED_KEYS = 32
+_PHONE = re.compile(r"^\+?[0-9 ()\-]{3,40}$")
+_SPOKEN_NUMBER = re.compile(
+    r"\d|\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|"
+    r"fifty|sixty|seventy|eighty|ninety|hundred|thousand|double|triple)\b",
+    re.IGNORECASE,
+)
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every digit and spoken number word replaced by ``*`` (what was said
+    during a sensitive step, e.g. card details, is never kept in clear)."""
+    return _SPOKEN_NUMBER.sub("*", text)
+
+
+def callback_number(caller: str | None) -> str | None:
+    """The caller id when it is a phone number a callback can use."""
+    if caller and _PHONE.match(caller) and sum(c.isdigit() for c in caller) >= 3:
+        return caller
+    return None
 
 
 class AudioSink(Protocol):
@@ -95,7 +135,21 @@ class _Hangup:
     pass
 
 
-Event = Utterance | KeyPress | _NoSpeech | _Hangup | dict[str, Any]
+@dataclass(frozen=True)
+class _KeysTimeout:
+    generation: int
+
+
+@dataclass
+class _KeyCollection:
+    """Keys being collected: a callback number, or sensitive input (never kept in clear)."""
+
+    purpose: str  # "callback" or "sensitive"
+    generation: int
+    keys: list[str] = field(default_factory=list)
+
+
+Event = Utterance | KeyPress | _NoSpeech | _Hangup | _KeysTimeout | dict[str, Any]
 
 
 @dataclass
@@ -129,6 +183,9 @@ class VoiceSession:
         bot: BotClient,
         settings: MediaSettings,
         sink: AudioSink,
+        *,
+        recordings: RecordingStore | None = None,
+        moh: MohLibrary | None = None,
     ) -> None:
         self.info = info
         self._engines = engines
@@ -146,8 +203,19 @@ class VoiceSession:
             trailing_silence_ms=settings.trailing_silence_ms,
         )
         self._playout = Playout(
-            sink.send_audio, sink.clear_audio, on_segment_start=self._segment_started
+            self._send_out, self._clear_out, on_segment_start=self._segment_started
         )
+        self._recordings = recordings if settings.recording else None
+        self._recorder: CallRecorder | None = None
+        self._sensitive = False  # a sensitive step: recording paused, keys and numbers masked
+        self._moh = MohPlayer(moh) if moh is not None else None
+        self._hold_task: asyncio.Task[None] | None = None
+        self._queue_status: QueueStatus | None = None  # set once handed off
+        self._with_agent = False
+        self._keys: _KeyCollection | None = None
+        self._keys_generation = 0
+        self._keys_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self._speaking: asyncio.Task[None] | None = None
         self._stream: RecognizerStream | None = None
         self._stream_seconds = 0.0  # audio received, in seconds (the stream clock)
@@ -175,6 +243,8 @@ class VoiceSession:
         """16 kHz s16le from the caller. Never blocks; if the call falls 30 s behind, audio
         is dropped and counted (the caller is not heard rather than the server stalling)."""
         self.frames_in += 1
+        if self._recorder is not None:
+            self._recorder.caller(pcm)
         try:
             self._audio.put_nowait(pcm)
         except asyncio.QueueFull:
@@ -204,6 +274,8 @@ class VoiceSession:
         started = time.monotonic()
         STATS.calls_started += 1
         STATS.calls_active += 1
+        CALLS.labels(self.info.transport).inc()
+        CALLS_ACTIVE.labels(self.info.transport).inc()
         try:
             recognizer = await asyncio.to_thread(self._engines.recognizer, self.info.language)
             phrases = (
@@ -249,6 +321,7 @@ class VoiceSession:
             )
             tasks.append(asyncio.create_task(self._listen(), name="listen"))
             tasks.append(asyncio.create_task(self._watch_conversation(), name="watch"))
+            await self._start_recording()
             if self._owns_conversation:
                 await self._say(self._prompts.greeting)
             await self._control_loop()
@@ -262,6 +335,13 @@ class VoiceSession:
                 self._speaking.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._speaking
+            if self._hold_task is not None:
+                self._hold_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._hold_task
+            if self._keys_timer is not None:
+                self._keys_timer.cancel()
+            await self._stop_recording()
             if self._stream is not None:
                 stream, self._stream = self._stream, None
                 await asyncio.to_thread(stream.close)
@@ -269,6 +349,7 @@ class VoiceSession:
                 with contextlib.suppress(BotUnavailable, ConversationGone):
                     await self._bot.close(self.conversation_id)
             STATS.calls_active -= 1
+            CALLS_ACTIVE.labels(self.info.transport).dec()
             log.info(
                 "media.call.ended",
                 call_id=self.info.call_id,
@@ -300,12 +381,17 @@ class VoiceSession:
                 await self._no_speech()
             elif isinstance(event, KeyPress):
                 await self._on_key(event)
+            elif isinstance(event, _KeysTimeout):
+                if self._keys is not None and self._keys.generation == event.generation:
+                    await self._keys_done()
             elif isinstance(event, Utterance):
                 await self._on_utterance(event)
             else:
                 await self._on_conversation_event(event)
 
     def _silence_deadline(self) -> float:
+        if self._queue_status is not None or self._keys is not None:
+            return 1.0  # waiting for (or with) a person, or keying: no reprompts
         if self._playout.playing or self._vad.in_speech:
             return 0.5
         # silence counts from the end of the bot's speech or the caller's, whichever is later
@@ -360,7 +446,7 @@ class VoiceSession:
             if len(pending) >= ASR_BATCH_BYTES or any(e.kind == "end" for e in events):
                 data, pending = bytes(pending), bytearray()
                 partial = await self._asr(self._timed_accept, stream, data)
-                if partial is not None and partial.text:
+                if partial is not None and partial.text and not self._sensitive:
                     await self._sink.send_event(
                         {"type": "transcript", "text": partial.text, "final": False}
                     )
@@ -393,7 +479,11 @@ class VoiceSession:
             )
             if last_key_at >= speech_start - 0.2:
                 # a key tone, not speech: the key press is its own event
-                log.info("media.asr.tone_ignored", call_id=self.info.call_id, text=final.text)
+                log.info(
+                    "media.asr.tone_ignored",
+                    call_id=self.info.call_id,
+                    text=mask_numbers(final.text) if self._sensitive else final.text,
+                )
                 if interrupting and not confirmed:
                     self._playout.resume()
                 interrupting = False
@@ -462,20 +552,25 @@ class VoiceSession:
         t = utt.transcript
         text = t.text.strip()
         heard = None
-        if self._settings.phrase_bias == "correct":
+        if self._sensitive:  # card details and the like: never kept in clear
+            text = mask_numbers(text)
+            t = replace(t, text=text, words=())
+        elif self._settings.phrase_bias == "correct":
             corrected, _score = self._engines.correct(self.info.language, text)
             if corrected != text:
                 heard, text = text, corrected
         await self._sink.send_event(
             {"type": "transcript", "text": text, "final": True, "heard": heard or t.text}
         )
+        latency_s = utt.final_s - utt.speech_end_s
+        ASR_LATENCY.labels(self._recognizer.engine).observe(max(0.0, latency_s))
         log.info(
             "media.asr.final",
             call_id=self.info.call_id,
             text=text,
             heard=heard,
             confidence=t.confidence,
-            latency_ms=round((utt.final_s - utt.speech_end_s) * 1000),
+            latency_ms=round(latency_s * 1000),
         )
         voice = {
             "engine": self._recognizer.engine,
@@ -490,11 +585,23 @@ class VoiceSession:
 
     async def _on_key(self, key: KeyPress) -> None:
         self._last_activity = time.monotonic()
-        log.info("media.dtmf", call_id=self.info.call_id, key=key.key, source=key.source)
-        await self._sink.send_event({"type": "dtmf", "key": key.key})
+        collecting = self._sensitive or self._keys is not None
+        shown = "*" if collecting else key.key  # keyed details stay out of logs
+        log.info("media.dtmf", call_id=self.info.call_id, key=shown, source=key.source)
+        DTMF_DIGITS.labels(key.source).inc()
+        await self._sink.send_event({"type": "dtmf", "key": shown})
         if self.conversation_id is None:
             return
+        if collecting:
+            await self._collect_key(key.key)
+            return
+        if key.key == self._settings.callback_key and self._waiting_for_person():
+            await self._callback_requested()
+            return
         if key.key == "0":
+            if self._queue_status is not None:
+                log.info("media.dtmf.already_handed_off", call_id=self.info.call_id)
+                return
             await self._stop_speaking()
             try:
                 queue = await self._bot.handoff(self.conversation_id, "dtmf_zero")
@@ -503,6 +610,7 @@ class VoiceSession:
                 await self._say(self._prompts.unavailable)
                 return
             await self._say(self._prompts.queue(queue.position, queue.estimated_wait_s))
+            await self._enter_hold(queue)
             return
         now = self.now()
         voice = {
@@ -534,11 +642,16 @@ class VoiceSession:
             await self._say(self._prompts.unavailable)
             return
         timing.reply_s = self.now()
+        BOT_ROUND_TRIP.observe(max(0.0, timing.reply_s - timing.asr_final_s))
         STATS.turns += 1
         self._reprompts = 0
         self._pending_timing = timing
         self.timings.append(timing)
+        if result.recording is not None:
+            self._mark_sensitive(result.recording == "pause")
         await self._speak_result(result)
+        if result.handoff and result.queue is not None:
+            await self._enter_hold(result.queue)
         if result.intent == "goodbye" and not result.handoff:
             await self._finish_speaking()
             await self._end("goodbye")
@@ -556,20 +669,32 @@ class VoiceSession:
             await self._say(" ".join(lines))
 
     async def _on_conversation_event(self, event: dict[str, Any]) -> None:
-        """Live events of the conversation: an agent's typed message is spoken."""
+        """Live events of the conversation: an agent's typed message is spoken; queue updates
+        feed the hold announcements; an agent joining ends the hold music at once."""
         if event.get("type") == "turn":
             turn = event.get("turn") or {}
             if turn.get("role") == "agent" and turn.get("text"):
+                await self._agent_present("agent_message")
                 await self._sink.send_event({"type": "reply", "text": turn["text"], "agent": True})
                 await self._say(str(turn["text"]))
         elif event.get("type") == "agent_joined":
+            await self._agent_present("agent_joined")
             await self._say(self._prompts.agent_joined(str(event.get("agent") or "")))
+        elif event.get("type") == "queue" and self._queue_status is not None:
+            self._queue_status = QueueStatus(
+                position=event.get("position"),
+                estimated_wait_s=event.get("estimated_wait_s"),
+                callback_offered=bool(event.get("callback_offered")),
+                status=event.get("status"),
+            )
+            if event.get("status") == "assigned":
+                await self._agent_present("assigned")
 
     async def _watch_conversation(self) -> None:
         assert self.conversation_id is not None
         try:
             async for event in self._bot.stream(self.conversation_id):
-                if event.get("type") in ("turn", "agent_joined"):
+                if event.get("type") in ("turn", "agent_joined", "queue"):
                     self._events.put_nowait(event)
         except Exception as exc:  # noqa: BLE001 - the call goes on without live agent events
             log.warning("media.session.stream_lost", call_id=self.info.call_id, error=repr(exc))
@@ -590,6 +715,7 @@ class VoiceSession:
             try:
                 queue = await self._bot.handoff(self.conversation_id, "user_request", "no_speech")
                 await self._say(self._prompts.queue(queue.position, queue.estimated_wait_s))
+                await self._enter_hold(queue)
                 self._reprompts = 0
                 return
             except (BotUnavailable, ConversationGone):
@@ -597,6 +723,231 @@ class VoiceSession:
         await self._say(self._prompts.goodbye)
         await self._finish_speaking()
         await self._end("no_speech")
+
+    # -- waiting for a person: hold music, updates, callback --------------------------------
+    def _waiting_for_person(self) -> bool:
+        q = self._queue_status
+        return q is not None and q.waiting and not self._with_agent
+
+    async def _enter_hold(self, queue: QueueStatus) -> None:
+        """Handed off (the queue prompt is being said): offer a callback, then music with
+        updates until a person joins."""
+        if self._with_agent:
+            return
+        self._queue_status = queue
+        if not queue.waiting or self._hold_task is not None:
+            return
+        await self._say(self._prompts.offer_callback(self._settings.callback_key))
+        self._start_hold()
+
+    def _start_hold(self) -> None:
+        if self._hold_task is None and self._moh is not None and self._waiting_for_person():
+            self._hold_task = asyncio.create_task(self._hold(), name="hold")
+
+    async def _hold(self) -> None:
+        assert self._moh is not None
+        await self._heard()  # the queue prompt first
+        log.info("media.hold.started", call_id=self.info.call_id)
+        await HoldLoop(
+            self._moh,
+            self._playout,
+            self._hold_update,
+            self._settings.hold_update_s,
+            self.info.call_id,
+        ).run()
+
+    async def _hold_update(self) -> None:
+        q = self._queue_status
+        update = self._prompts.queue(q.position, q.estimated_wait_s) if q else ""
+        await self._say(f"{update} {self._prompts.offer_callback(self._settings.callback_key)}")
+        await self._heard()
+
+    async def _stop_hold(self, reason: str) -> None:
+        task, self._hold_task = self._hold_task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self._stop_speaking()
+        log.info("media.hold.stopped", call_id=self.info.call_id, reason=reason)
+
+    async def _agent_present(self, reason: str) -> None:
+        self._with_agent = True
+        if self._keys is not None and self._keys.purpose == "callback":
+            self._cancel_keys()
+        await self._stop_hold(reason)
+
+    async def _callback_requested(self) -> None:
+        await self._stop_hold("callback")
+        number = callback_number(self.info.caller)
+        if number is not None:
+            await self._book_callback(number)
+            return
+        # no usable caller id (AudioSocket, withheld numbers): the caller keys it
+        self._start_keys("callback", CALLBACK_NUMBER_TIMEOUT_S)
+        await self._say(self._prompts.callback_ask_number)
+
+    async def _book_callback(self, number: str) -> None:
+        assert self.conversation_id is not None
+        try:
+            await self._bot.request_callback(self.conversation_id, number)
+        except ConversationGone as exc:  # no longer waiting: a person took the call meanwhile
+            log.info("media.hold.callback_refused", call_id=self.info.call_id, error=str(exc))
+            return
+        except BotUnavailable as exc:
+            log.error("media.hold.callback_failed", call_id=self.info.call_id, error=str(exc))
+            await self._say(self._prompts.callback_failed)
+            self._start_hold()
+            return
+        log.info("media.hold.callback_booked", call_id=self.info.call_id, digits=len(number))
+        if self._queue_status is not None:
+            self._queue_status = replace(self._queue_status, status="callback_scheduled")
+        await self._say(self._prompts.callback_booked(number))
+        await self._finish_speaking()
+        await self._end("callback_requested")
+
+    # -- collected keys (callback number, sensitive input) ---------------------------------
+    def _start_keys(self, purpose: str, timeout_s: float) -> None:
+        self._keys_generation += 1
+        self._keys = _KeyCollection(purpose, self._keys_generation)
+        self._arm_keys_timer(timeout_s)
+
+    def _arm_keys_timer(self, timeout_s: float) -> None:
+        if self._keys_timer is not None:
+            self._keys_timer.cancel()
+        assert self._keys is not None
+        self._keys_timer = asyncio.get_running_loop().call_later(
+            timeout_s, self._events.put_nowait, _KeysTimeout(self._keys.generation)
+        )
+
+    def _cancel_keys(self) -> _KeyCollection | None:
+        keys, self._keys = self._keys, None
+        if self._keys_timer is not None:
+            self._keys_timer.cancel()
+            self._keys_timer = None
+        return keys
+
+    async def _collect_key(self, key: str) -> None:
+        if self._keys is None:
+            self._start_keys("sensitive", DIGIT_TIMEOUT_S)
+        assert self._keys is not None
+        if key == "#":
+            await self._keys_done()
+            return
+        self._keys.keys.append(key)
+        if len(self._keys.keys) >= MAX_COLLECTED_KEYS:
+            await self._keys_done()
+        else:
+            self._arm_keys_timer(DIGIT_TIMEOUT_S)
+
+    async def _keys_done(self) -> None:
+        keys = self._cancel_keys()
+        if keys is None:
+            return
+        if keys.purpose == "callback":
+            number = "".join(k for k in keys.keys if k.isdigit())
+            if len(number) < 3:
+                await self._say(self._prompts.callback_bad_number)
+                self._start_hold()
+                return
+            await self._book_callback(number)
+            return
+        if not keys.keys:
+            return
+        # sensitive input reaches the bot masked: it knows how many keys, never which
+        masked = "*" * len(keys.keys)
+        now = self.now()
+        voice = {
+            "engine": "dtmf",
+            "language": self.info.language,
+            "dtmf": masked,
+            "asr_final_ms": round(now * 1000, 1),
+        }
+        await self._turn(masked, None, voice, TurnTiming(now, now))
+
+    # -- recording -------------------------------------------------------------------------
+    async def _send_out(self, pcm: bytes) -> None:
+        if self._recorder is not None:
+            self._recorder.bot(pcm)
+        await self._sink.send_audio(pcm)
+
+    async def _clear_out(self) -> None:
+        if self._recorder is not None:
+            self._recorder.clear_bot()
+        await self._sink.clear_audio()
+
+    async def _start_recording(self) -> None:
+        if self._recordings is None or self.conversation_id is None:
+            return
+        try:
+            self._recorder = await asyncio.to_thread(self._recordings.open, self.conversation_id)
+        except (OSError, ValueError) as exc:
+            log.error("media.recording.failed", call_id=self.info.call_id, error=str(exc))
+            return
+        log.info(
+            "media.recording.started",
+            call_id=self.info.call_id,
+            conversation_id=self.conversation_id,
+            file=self._recorder.path.name,
+        )
+        self._report_recording("started")
+        if self._settings.recording_announcement.strip():
+            await self._say(self._settings.recording_announcement.strip())
+
+    def _mark_sensitive(self, sensitive: bool) -> None:
+        """The bot marked a sensitive step (a reply with ``{"recording": "pause"}``) or its
+        end: while it lasts the recording is silent and keys and numbers are masked."""
+        if sensitive == self._sensitive:
+            return
+        self._sensitive = sensitive
+        if not sensitive and self._keys is not None and self._keys.purpose == "sensitive":
+            self._cancel_keys()
+        log.info("media.sensitive", call_id=self.info.call_id, on=sensitive)
+        if self._recorder is not None:
+            if sensitive:
+                self._recorder.pause()
+            else:
+                self._recorder.resume()
+            self._report_recording("paused" if sensitive else "resumed")
+
+    def _report_recording(self, action: str) -> None:
+        recorder = self._recorder
+        if recorder is None or self.conversation_id is None:
+            return
+        data = {"action": action, "file": recorder.path.name, "at_s": round(recorder.duration_s, 3)}
+        task = asyncio.create_task(self._bot.event(self.conversation_id, "voice.recording", data))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _stop_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        try:
+            recorder.close()
+        except OSError as exc:
+            log.error("media.recording.close_failed", call_id=self.info.call_id, error=str(exc))
+        log.info(
+            "media.recording.stopped",
+            call_id=self.info.call_id,
+            file=recorder.path.name,
+            duration_s=round(recorder.duration_s, 2),
+        )
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=2)
+        if self.conversation_id is not None:
+            with contextlib.suppress(BotUnavailable, ConversationGone):
+                await self._bot.event(
+                    self.conversation_id,
+                    "voice.recording",
+                    {
+                        "action": "stopped",
+                        "file": recorder.path.name,
+                        "duration_s": round(recorder.duration_s, 3),
+                    },
+                )
 
     # -- speaking ----------------------------------------------------------------------------
     async def _say(self, text: str) -> None:
@@ -611,6 +962,7 @@ class VoiceSession:
                 if seg.cached:
                     STATS.tts_cache_hits += 1
                 else:
+                    STATS.tts_cache_misses += 1
                     STATS.tts_busy_s += seg.synth_ms / 1000
                     STATS.tts_audio_s += len(seg.pcm) / (SAMPLE_RATE * SAMPLE_WIDTH)
                 if self._pending_timing is not None and self._pending_timing.cached is None:
@@ -632,6 +984,14 @@ class VoiceSession:
                 await self._speaking
         await self._playout.wait_idle()
 
+    async def _heard(self) -> None:
+        """Like :meth:`_finish_speaking`, for background tasks: cancelling the task that
+        waits neither swallows its cancellation nor cancels the speech."""
+        speaking = self._speaking
+        if speaking is not None and not speaking.done():
+            await asyncio.wait({speaking})
+        await self._playout.wait_idle()
+
     def _segment_started(self, tag: str, at: float) -> None:
         timing = self._pending_timing
         if timing is not None and timing.first_audio_s is None:
@@ -641,6 +1001,9 @@ class VoiceSession:
                 STATS.reply_to_audio.append(
                     ((timing.first_audio_s - timing.reply_s) * 1000, bool(timing.cached))
                 )
+            REPLY_LATENCY.labels(str(bool(timing.cached)).lower()).observe(
+                max(0.0, timing.first_audio_s - timing.speech_end_s)
+            )
             log.info(
                 "media.turn.timing",
                 call_id=self.info.call_id,

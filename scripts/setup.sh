@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-APT_RUN="python3-venv libfreetype-dev libqhull-dev pkg-config espeak-ng sox"
-APT_TEST="postgresql chromium fonts-dejavu-core asterisk-core-sounds-en-wav asterisk-core-sounds-en"
+APT_RUN="python3-venv libfreetype-dev libqhull-dev pkg-config espeak-ng sox asterisk-moh-opsound-wav"
+APT_TEST="postgresql chromium fonts-dejavu-core asterisk-core-sounds-en-wav asterisk-core-sounds-en sip-tester"
 WITH_TEST=0
 [[ "${1:-}" == "--test" ]] && WITH_TEST=1
 

@@ -43,9 +43,13 @@ class VoiceInfo(_Strict):
 
 
 class VoiceEventIn(_Strict):
-    type: Literal["voice.reply_audio", "voice.barge_in", "voice.no_speech", "voice.call"] = Field(
-        ..., description="what happened on the call"
-    )
+    type: Literal[
+        "voice.reply_audio",
+        "voice.barge_in",
+        "voice.no_speech",
+        "voice.call",
+        "voice.recording",
+    ] = Field(..., description="what happened on the call")
     data: dict[str, Any] = Field(default_factory=dict)
 
 

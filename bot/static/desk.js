@@ -94,6 +94,13 @@ async function openTicket(id) {
   if (data.ticket.slots) for (const [k, v] of Object.entries(data.ticket.slots)) ctx.append(el("div", `${k}: ${v}`));
   ctx.append(el("div", `Earlier conversations: ${data.history.length}`));
   for (const h of data.history) ctx.append(el("div", `· ${h.created_at.slice(0, 16)} ${h.channel} (${h.status})`));
+  if ((data.conversation.events || []).some((e) => e.type === "voice.recording")) {
+    const player = document.createElement("audio");
+    player.controls = true; player.preload = "none"; player.id = "recording";
+    player.src = `/desk/api/recordings/${encodeURIComponent(data.conversation.id)}`;
+    player.setAttribute("aria-label", "call recording");
+    ctx.append(el("div", "Recording:"), player);
+  }
   const own = data.ticket.status === "assigned" && data.ticket.agent_id === state.me.id;
   $("reply").hidden = !own; $("actions").hidden = !own;
   renderTickets();

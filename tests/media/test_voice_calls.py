@@ -127,7 +127,7 @@ async def test_key_zero_hands_the_call_to_a_person(
         pressed = time.monotonic()
         await caller.press("0")
         await caller.wait_speech(pressed, timeout=30)  # "You are number 1 in the queue…"
-        await caller.wait_quiet(0.6)
+        # (then music on hold, never quiet: tests/media/test_hold.py)
         cid = conversation_of(media, caller.call_sid)
         conv = transcript(call_bot, cid)
     assert conv["status"] in ("handoff_requested", "with_agent")
