@@ -121,9 +121,12 @@ def endpoints_banner(settings: Settings) -> str:
         f"  webchat demo page     {base}/",
         f"  webchat WebSocket     {base.replace('http', 'ws', 1)}/webchat/ws",
         f"  agent desk            {base}/desk",
+        f"  supervisor dashboard  {base}/desk/dashboard",
+        f"  review inbox          {base}/desk/review   (conversation designers)",
         f"  HTTP API              {base}/api/v1/conversations",
         f"  OpenAPI document      {base}/api/v1/openapi.json",
         f"  health / readiness    {base}/healthz   {base}/readyz",
+        f"  metrics (Prometheus)  {base}/metrics",
         f"  Rasa servers (local)  {', '.join(settings.rasa.urls)}",
     ]
     if settings.media.manage:
@@ -132,7 +135,7 @@ def endpoints_banner(settings: Settings) -> str:
         lines += [
             f"  voice: browser mic    {ws}/media/browser   (the demo page's microphone button)",
             f"  voice: media streams  {ws}/media/twilio   (Twilio-compatible, μ-law 8 kHz)",
-            f"  media server health   {media}/healthz   {media}/readyz",
+            f"  media server health   {media}/healthz   {media}/readyz   {media}/metrics",
         ]
         if settings.media.audiosocket_port:
             host = "127.0.0.1" if settings.media.host in ("0.0.0.0", "::") else settings.media.host

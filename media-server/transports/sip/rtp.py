@@ -423,9 +423,12 @@ class RtpSession:
             ticks += 1
             due = start + ticks * TICK_S
             delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -MAX_CATCH_UP_S:
+            # always yield, even when late: after a stall of the loop (another call's
+            # recognizer holding the GIL) the caller's packets wait in the socket, and each
+            # catch-up tick must let the loop read one before it takes a frame, or the
+            # jitter buffer would conceal them and then drop them as late
+            await asyncio.sleep(max(0.0, delay))
+            if delay < -MAX_CATCH_UP_S:
                 # the loop stalled for long: skip that time (the RTP clock moves on, the
                 # peer hears a gap) rather than burst it
                 skipped = int(-delay / TICK_S)
