@@ -237,8 +237,11 @@ def check_bot_rtp(rec: RtpRecorder, ssrc: int, payload_type: int) -> np.ndarray:
     seqs = [p[2] for p in packets]
     assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "seq gaps"
     assert all(len(p[4]) == 160 for p in packets)  # 20 ms packets
-    steps = {(b[3] - a[3]) % 2**32 for a, b in itertools.pairwise(packets)}
-    assert steps == {160}, steps
+    steps = [(b[3] - a[3]) % 2**32 for a, b in itertools.pairwise(packets)]
+    # 160 samples per packet; a stall of the server's loop longer than its catch-up limit
+    # is skipped, not burst: the timestamp then jumps by whole frames (legal RTP, a gap)
+    assert all(s >= 160 and s % 160 == 0 for s in steps), set(steps)
+    assert sum(s == 160 for s in steps) >= 0.98 * len(steps), set(steps)
     # paced in real time: as many packets as 20 ms periods, give or take
     span = packets[-1][0] - packets[0][0]
     assert abs(span - (len(packets) - 1) * 0.02) < 0.5 + 0.05 * span, (span, len(packets))
