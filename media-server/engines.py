@@ -41,7 +41,9 @@ class MediaEngines:
         self.registry = RecognizerRegistry(settings)
         # Recognizer calls are short and frequent (every 100 ms of speech per call); syntheses
         # are long. Separate pools keep a call's decoding from queueing behind another's
-        # synthesis. Both engines release the GIL while they compute.
+        # synthesis. Vosk and Piper release the GIL while they compute; PocketSphinx does
+        # not, so its streams decode in worker processes (media.asr_processes) and these
+        # threads only wait on their pipes.
         self.asr_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="asr")
         self.tts_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tts")
         self._tts: TtsService | None = None
@@ -108,3 +110,4 @@ class MediaEngines:
     def close(self) -> None:
         self.asr_executor.shutdown(wait=False, cancel_futures=True)
         self.tts_executor.shutdown(wait=False, cancel_futures=True)
+        self.registry.close()  # stops the ASR worker processes

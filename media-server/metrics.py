@@ -8,6 +8,7 @@ a turn's timings; nothing here keeps time of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -34,6 +35,7 @@ class MediaStats:
     calls_active: int = 0
     turns: int = 0
     barge_ins: int = 0
+    asr_failures: int = 0  # recognizer errors mid-call (e.g. a worker process died)
     # (ms from the bot's reply being known to its first audio frame, cached?)
     reply_to_audio: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=2000))
     started_at: float = field(default_factory=time.time)
@@ -41,6 +43,15 @@ class MediaStats:
     def snapshot(self) -> dict[str, Any]:
         proc = psutil.Process(os.getpid())
         cpu = proc.cpu_times()
+        # the ASR worker processes (media.asr_processes) count as the media server's
+        cpu_s = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+        rss = proc.memory_info().rss
+        workers_rss = 0
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_cpu = child.cpu_times()
+                cpu_s += child_cpu.user + child_cpu.system
+                workers_rss += child.memory_info().rss
         return {
             "asr_audio_s": round(self.asr_audio_s, 3),
             "asr_busy_s": round(self.asr_busy_s, 3),
@@ -55,8 +66,10 @@ class MediaStats:
             "turns": self.turns,
             "barge_ins": self.barge_ins,
             "reply_to_audio_ms": [[round(ms, 1), cached] for ms, cached in self.reply_to_audio],
-            "cpu_s": round(cpu.user + cpu.system, 3),
-            "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+            "asr_failures": self.asr_failures,
+            "cpu_s": round(cpu_s, 3),  # with the worker processes
+            "rss_mb": round((rss + workers_rss) / 2**20, 1),  # with the worker processes
+            "workers_rss_mb": round(workers_rss / 2**20, 1),
             "threads": proc.num_threads(),
         }
 
@@ -88,6 +101,7 @@ class StatsCollector(Collector):
             ("tts_cache_misses", "Reply sentences synthesized", st.tts_cache_misses),
             ("barge_ins", "Caller interruptions that stopped the bot's speech", st.barge_ins),
             ("turns", "Caller turns answered by the bot service", st.turns),
+            ("asr_failures", "Recognizer failures during calls", st.asr_failures),
         ]
         for name, doc, value in counters:
             c = CounterMetricFamily(f"receptionist_media_{name}", doc)

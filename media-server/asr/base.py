@@ -34,6 +34,11 @@ class Transcript:
     corrected_from: str | None = None  # set when phrase biasing replaced the open text
 
 
+class RecognizerError(RuntimeError):
+    """The recognizer itself failed (not the audio): e.g. the worker process decoding the
+    stream died. The stream is unusable; a new one may work."""
+
+
 class RecognizerStream(Protocol):
     def accept(self, pcm: bytes) -> Transcript | None:
         """Feed audio; returns a partial transcript when the hypothesis changed, else None."""

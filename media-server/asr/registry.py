@@ -13,6 +13,10 @@ An explicit choice (1 or 2) that cannot be used (not installed, not a model, fai
 is an error, except for English, where the call still gets PocketSphinx as the announced
 fallback and the reason names the broken choice. A language with no model at all raises
 :class:`UnknownLanguageError`.
+
+PocketSphinx holds the GIL while it decodes, so by default (``media.asr_processes``) its
+streams decode in worker processes (:mod:`media_server.asr.process_pool`); ``close()``
+stops them. Vosk releases the GIL and decodes in the caller's threads.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from media_server.asr.base import SpeechRecognizer
+from media_server.asr.process_pool import (
+    SPHINX_FACTORY,
+    AsrProcessPool,
+    PooledRecognizer,
+    processes_for,
+)
 from media_server.models_catalogue import (
     CatalogueEntry,
     ModelError,
@@ -78,6 +88,7 @@ class RecognizerRegistry:
         self._catalogue: dict[str, CatalogueEntry] | None = None
         self._loaded: dict[str, SpeechRecognizer] = {}
         self._choices: dict[str, Choice] = {}
+        self._pool: AsrProcessPool | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -179,6 +190,9 @@ class RecognizerRegistry:
 
     def _load(self, choice: Choice) -> SpeechRecognizer:
         if choice.engine == POCKETSPHINX:
+            processes = processes_for(self.settings.media.asr_processes, POCKETSPHINX)
+            if processes:
+                return self._pooled(processes, choice)
             from media_server.asr.sphinx_engine import SphinxRecognizer
 
             return SphinxRecognizer(is_fallback=choice.fallback)
@@ -189,6 +203,40 @@ class RecognizerRegistry:
                 raise ModelError(f"no model directory for {choice.model}")
             return VoskRecognizer(choice.path, choice.language, model_name=choice.model)
         raise ModelError(f"speech engine {choice.engine!r} ({choice.model}) is not supported")
+
+    def _pooled(self, processes: int, choice: Choice) -> PooledRecognizer:
+        """PocketSphinx holds the GIL while decoding: its streams decode in worker
+        processes (``media.asr_processes``), one pool for the registry."""
+        if self._pool is None:
+            self._pool = AsrProcessPool(processes, factory=SPHINX_FACTORY)
+        try:
+            self._pool.wait_ready()
+        except ModelError:
+            self.close()
+            raise
+        _log().info(
+            "media.asr.process_pool",
+            engine=choice.engine,
+            workers=self._pool.size,
+            rss_mb=self._pool.memory(),
+        )
+        return PooledRecognizer(
+            self._pool, engine=POCKETSPHINX, language="en", is_fallback=choice.fallback
+        )
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The recognizer worker processes (pid, resident memory); empty when recognizers
+        decode in this process."""
+        pool = self._pool
+        if pool is None:
+            return []
+        return [{"pid": pid, "rss_mb": rss} for pid, rss in pool.memory().items()]
+
+    def close(self) -> None:
+        """Stop the recognizers' worker processes, if any (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def get(self, language: str) -> SpeechRecognizer:
         """The recognizer for ``language``, loaded on first use and shared afterwards."""
