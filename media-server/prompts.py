@@ -26,6 +26,7 @@ class Prompts:
     callback_confirmed: str = "Thank you. We will call you back on {number}. Goodbye."
     callback_bad_number: str = "Sorry, I didn't get a phone number. Please hold."
     callback_failed: str = "Sorry, I couldn't book the callback. Please hold."
+    asr_lost: str = "Sorry, I missed that. Could you say it again?"  # the recognizer failed
 
     def queue(self, position: int | None, estimated_wait_s: float | None) -> str:
         parts = []

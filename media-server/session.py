@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from bot.config import MediaSettings
-from media_server.asr.base import RecognizerStream, SpeechRecognizer, Transcript
+from media_server.asr.base import RecognizerError, RecognizerStream, SpeechRecognizer, Transcript
 from media_server.audio import SAMPLE_RATE, SAMPLE_WIDTH
 from media_server.audio.dtmf import DtmfDetector
 from media_server.audio.vad import SpeechDetector
@@ -45,6 +45,7 @@ from media_server.metrics import (
     REPLY_LATENCY,
     STATS,
 )
+from media_server.models_catalogue import ModelError
 from media_server.playout import Playout
 from media_server.prompts import Prompts
 from media_server.recording import CallRecorder, RecordingStore
@@ -60,6 +61,7 @@ BACKCHANNELS = frozenset(
 PREROLL_MS = 400
 ASR_BATCH_BYTES = SAMPLE_RATE * SAMPLE_WIDTH // 10  # feed the recognizer 100 ms at a time
 INPUT_QUEUE_FRAMES = 1500  # 30 s of 20 ms frames; beyond that the call is too far behind
+AGENT_MAX_QUEUED_S = 0.5  # the agent's voice queued for the caller beyond this is dropped
 DIGIT_TIMEOUT_S = 5.0  # keys being collected end after this long without another key
 CALLBACK_NUMBER_TIMEOUT_S = 20.0  # to start keying a callback number
 MAX_COLLECTED_KEYS = 32
@@ -103,6 +105,18 @@ class AudioSink(Protocol):
     async def hang_up(self, reason: str) -> None: ...
 
 
+class AgentAudioSink(Protocol):
+    """An agent taking the call's audio in the desk (never blocks the session)."""
+
+    def caller_audio(self, pcm: bytes) -> None:
+        """16 kHz PCM from the caller, as it arrives."""
+        ...
+
+    def caption(self, text: str, final: bool) -> None: ...
+
+    def call_ended(self, reason: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class CallInfo:
     transport: str  # "twilio", "browser", "sip", "audiosocket"
@@ -136,6 +150,11 @@ class _Hangup:
 
 
 @dataclass(frozen=True)
+class _AsrLost:
+    recovered: bool  # a new recognizer stream is listening
+
+
+@dataclass(frozen=True)
 class _KeysTimeout:
     generation: int
 
@@ -149,7 +168,7 @@ class _KeyCollection:
     keys: list[str] = field(default_factory=list)
 
 
-Event = Utterance | KeyPress | _NoSpeech | _Hangup | _KeysTimeout | dict[str, Any]
+Event = Utterance | KeyPress | _NoSpeech | _Hangup | _KeysTimeout | _AsrLost | dict[str, Any]
 
 
 @dataclass
@@ -212,12 +231,15 @@ class VoiceSession:
         self._hold_task: asyncio.Task[None] | None = None
         self._queue_status: QueueStatus | None = None  # set once handed off
         self._with_agent = False
+        self._agent: AgentAudioSink | None = None  # an agent taking the audio in the desk
+        self.agent_frames_dropped = 0
         self._keys: _KeyCollection | None = None
         self._keys_generation = 0
         self._keys_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._speaking: asyncio.Task[None] | None = None
         self._stream: RecognizerStream | None = None
+        self._asr_phrases: list[str] | None = None  # grammar phrases of the stream
         self._stream_seconds = 0.0  # audio received, in seconds (the stream clock)
         self._last_activity = time.monotonic()
         self._reprompts = 0
@@ -245,6 +267,8 @@ class VoiceSession:
         self.frames_in += 1
         if self._recorder is not None:
             self._recorder.caller(pcm)
+        if self._agent is not None:
+            self._agent.caller_audio(pcm)
         try:
             self._audio.put_nowait(pcm)
         except asyncio.QueueFull:
@@ -283,6 +307,7 @@ class VoiceSession:
                 if self._settings.phrase_bias == "grammar" and recognizer.engine == "vosk"
                 else None
             )
+            self._asr_phrases = phrases
             self._stream = await asyncio.to_thread(recognizer.open_stream, phrases)
             self._recognizer = recognizer
             tasks.append(asyncio.create_task(self._playout.run(), name="playout"))
@@ -341,6 +366,9 @@ class VoiceSession:
                     await self._hold_task
             if self._keys_timer is not None:
                 self._keys_timer.cancel()
+            if self._agent is not None:
+                self._agent.call_ended("hangup")
+                self._agent = None
             await self._stop_recording()
             if self._stream is not None:
                 stream, self._stream = self._stream, None
@@ -386,6 +414,13 @@ class VoiceSession:
                     await self._keys_done()
             elif isinstance(event, Utterance):
                 await self._on_utterance(event)
+            elif isinstance(event, _AsrLost):
+                if not event.recovered:
+                    await self._say(self._prompts.unavailable)
+                    await self._finish_speaking()
+                    await self._end("asr_failed")
+                    return
+                await self._say(self._prompts.asr_lost)
             else:
                 await self._on_conversation_event(event)
 
@@ -412,6 +447,7 @@ class VoiceSession:
         interrupting = False
         confirmed = False
         last_key_at = -1.0  # stream time of the last in-band key press
+        lost = False
         assert self._stream is not None
         stream = self._stream
         while True:
@@ -427,13 +463,21 @@ class VoiceSession:
             if not was_in_speech and not self._vad.in_speech and not events:
                 preroll.append(pcm)
                 continue
+            if lost:  # the recognizer failed during this utterance: skip the rest of it
+                lost = self._vad.in_speech
+                if not lost:
+                    self._events.put_nowait(_AsrLost(recovered=True))  # "say it again"
+                preroll.append(pcm)
+                continue
             for ev in events:
                 if ev.kind == "start":
                     speech_start = ev.at_s
                     self._last_activity = time.monotonic()
                     pending.extend(b"".join(preroll))
                     preroll.clear()
-                    interrupting = self._playout.playing and self._settings.barge_in
+                    interrupting = (
+                        self._playout.playing and self._settings.barge_in and self._agent is None
+                    )
                     confirmed = False
                     if interrupting:
                         await self._playout.pause()
@@ -442,65 +486,100 @@ class VoiceSession:
                             call_id=self.info.call_id,
                             latency_ms=round((self._stream_seconds - ev.at_s) * 1000),
                         )
-            pending.extend(pcm)
-            if len(pending) >= ASR_BATCH_BYTES or any(e.kind == "end" for e in events):
-                data, pending = bytes(pending), bytearray()
-                partial = await self._asr(self._timed_accept, stream, data)
-                if partial is not None and partial.text and not self._sensitive:
-                    await self._sink.send_event(
-                        {"type": "transcript", "text": partial.text, "final": False}
-                    )
-                    if (
-                        interrupting
-                        and not confirmed
-                        and self._is_interruption(
-                            partial.text, self._vad.voiced_until_s - speech_start
+            try:
+                pending.extend(pcm)
+                if len(pending) >= ASR_BATCH_BYTES or any(e.kind == "end" for e in events):
+                    data, pending = bytes(pending), bytearray()
+                    partial = await self._asr(self._timed_accept, stream, data)
+                    if partial is not None and partial.text and not self._sensitive:
+                        await self._sink.send_event(
+                            {"type": "transcript", "text": partial.text, "final": False}
                         )
-                    ):
-                        confirmed = await self._confirm_barge_in(f"words: {partial.text}")
-            if (
-                interrupting
-                and not confirmed
-                and self._vad.in_speech
-                and (self._vad.voiced_until_s - speech_start)
-                >= self._settings.barge_in_min_ms / 1000
-            ):
-                confirmed = await self._confirm_barge_in("duration")
-            end = next((e for e in events if e.kind == "end"), None)
-            if end is None:
-                continue
-            final = await self._asr(self._timed_finish, stream)
-            self._last_activity = time.monotonic()
-            utt = Utterance(
-                final,
-                self._session_time(speech_start),
-                self._session_time(end.at_s),
-                self.now(),
-            )
-            if last_key_at >= speech_start - 0.2:
-                # a key tone, not speech: the key press is its own event
-                log.info(
-                    "media.asr.tone_ignored",
-                    call_id=self.info.call_id,
-                    text=mask_numbers(final.text) if self._sensitive else final.text,
+                        if self._agent is not None:
+                            self._agent.caption(partial.text, False)
+                        if (
+                            interrupting
+                            and not confirmed
+                            and self._is_interruption(
+                                partial.text, self._vad.voiced_until_s - speech_start
+                            )
+                        ):
+                            confirmed = await self._confirm_barge_in(f"words: {partial.text}")
+                if (
+                    interrupting
+                    and not confirmed
+                    and self._vad.in_speech
+                    and (self._vad.voiced_until_s - speech_start)
+                    >= self._settings.barge_in_min_ms / 1000
+                ):
+                    confirmed = await self._confirm_barge_in("duration")
+                end = next((e for e in events if e.kind == "end"), None)
+                if end is None:
+                    continue
+                final = await self._asr(self._timed_finish, stream)
+                self._last_activity = time.monotonic()
+                utt = Utterance(
+                    final,
+                    self._session_time(speech_start),
+                    self._session_time(end.at_s),
+                    self.now(),
                 )
+                if last_key_at >= speech_start - 0.2:
+                    # a key tone, not speech: the key press is its own event
+                    log.info(
+                        "media.asr.tone_ignored",
+                        call_id=self.info.call_id,
+                        text=mask_numbers(final.text) if self._sensitive else final.text,
+                    )
+                    if interrupting and not confirmed:
+                        self._playout.resume()
+                    interrupting = False
+                    continue
+                if interrupting and not confirmed:
+                    if self._is_interruption(final.text, end.at_s - speech_start):
+                        confirmed = await self._confirm_barge_in(f"final: {final.text}")
+                    else:
+                        log.info(
+                            "media.barge_in.backchannel", call_id=self.info.call_id, text=final.text
+                        )
+                        self._playout.resume()
+                        interrupting = False
+                        continue
+                interrupting = False
+                if final.text.strip():
+                    self._events.put_nowait(utt)
+            except RecognizerError as exc:
+                new_stream = await self._asr_failed(exc)
+                if new_stream is None:
+                    return
+                stream = new_stream
                 if interrupting and not confirmed:
                     self._playout.resume()
                 interrupting = False
-                continue
-            if interrupting and not confirmed:
-                if self._is_interruption(final.text, end.at_s - speech_start):
-                    confirmed = await self._confirm_barge_in(f"final: {final.text}")
-                else:
-                    log.info(
-                        "media.barge_in.backchannel", call_id=self.info.call_id, text=final.text
-                    )
-                    self._playout.resume()
-                    interrupting = False
-                    continue
-            interrupting = False
-            if final.text.strip():
-                self._events.put_nowait(utt)
+                pending = bytearray()
+                lost = self._vad.in_speech
+                if not lost:
+                    self._events.put_nowait(_AsrLost(recovered=True))
+
+    async def _asr_failed(self, exc: RecognizerError) -> RecognizerStream | None:
+        """The recognizer failed mid-call (e.g. the worker process decoding the call died):
+        what the caller is saying is lost. Open a new stream (the caller is asked to say it
+        again once the lost utterance ends); when that fails too, apologise and end the
+        call. Returns the new stream or None."""
+        log.error("media.asr.failed", call_id=self.info.call_id, error=str(exc))
+        STATS.asr_failures += 1
+        old, self._stream = self._stream, None
+        if old is not None:
+            await asyncio.to_thread(old.close)
+        try:
+            assert self._recognizer is not None
+            stream = await asyncio.to_thread(self._recognizer.open_stream, self._asr_phrases)
+        except (RecognizerError, ModelError) as reopen:
+            log.error("media.asr.unavailable", call_id=self.info.call_id, error=str(reopen))
+            self._events.put_nowait(_AsrLost(recovered=False))
+            return None
+        self._stream = stream
+        return stream
 
     async def _asr(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a recognizer call on the engines' ASR threads: never behind a long synthesis
@@ -562,6 +641,8 @@ class VoiceSession:
         await self._sink.send_event(
             {"type": "transcript", "text": text, "final": True, "heard": heard or t.text}
         )
+        if self._agent is not None:
+            self._agent.caption(text, True)
         latency_s = utt.final_s - utt.speech_end_s
         ASR_LATENCY.labels(self._recognizer.engine).observe(max(0.0, latency_s))
         log.info(
@@ -625,7 +706,8 @@ class VoiceSession:
         self, text: str, confidence: float | None, voice: dict[str, Any], timing: TurnTiming
     ) -> None:
         assert self.conversation_id is not None
-        await self._stop_speaking()
+        if self._agent is None:  # the agent's voice is not cut by the caller's words
+            await self._stop_speaking()
         try:
             result = await self._bot.say(
                 self.conversation_id,
@@ -677,6 +759,8 @@ class VoiceSession:
                 await self._agent_present("agent_message")
                 await self._sink.send_event({"type": "reply", "text": turn["text"], "agent": True})
                 await self._say(str(turn["text"]))
+        elif event.get("type") == "agent_audio":
+            await self._agent_present("agent_audio")
         elif event.get("type") == "agent_joined":
             await self._agent_present("agent_joined")
             await self._say(self._prompts.agent_joined(str(event.get("agent") or "")))
@@ -723,6 +807,40 @@ class VoiceSession:
         await self._say(self._prompts.goodbye)
         await self._finish_speaking()
         await self._end("no_speech")
+
+    # -- an agent taking the call's audio in the desk ---------------------------------------
+    def attach_agent(self, agent: AgentAudioSink) -> None:
+        """The agent hears the caller from now on (a second attachment replaces the first);
+        the hold music stops."""
+        if self._hungup:
+            agent.call_ended("hangup")
+            return
+        previous, self._agent = self._agent, agent
+        if previous is not None:
+            previous.call_ended("replaced")
+        log.info("media.agent.attached", call_id=self.info.call_id)
+        self._events.put_nowait({"type": "agent_audio"})
+
+    def detach_agent(self, agent: AgentAudioSink) -> None:
+        """The agent's audio went away; the call goes on (typed messages are still spoken)."""
+        if self._agent is agent:
+            self._agent = None
+            log.info(
+                "media.agent.detached",
+                call_id=self.info.call_id,
+                frames_dropped=self.agent_frames_dropped,
+            )
+
+    def play_agent_audio(self, agent: AgentAudioSink, pcm: bytes) -> bool:
+        """The agent's voice (16 kHz s16le) towards the caller, paced by the playout. When
+        the caller's side is behind, the frame is dropped and counted (False)."""
+        if self._agent is not agent or self._hungup:
+            return False
+        if self._playout.queued_s > AGENT_MAX_QUEUED_S:
+            self.agent_frames_dropped += 1
+            return False
+        self._playout.enqueue(pcm, "agent")
+        return True
 
     # -- waiting for a person: hold music, updates, callback --------------------------------
     def _waiting_for_person(self) -> bool:
@@ -993,6 +1111,8 @@ class VoiceSession:
         await self._playout.wait_idle()
 
     def _segment_started(self, tag: str, at: float) -> None:
+        if tag == "agent":
+            return  # the agent's live voice is not a reply of the bot
         timing = self._pending_timing
         if timing is not None and timing.first_audio_s is None:
             timing.first_audio_s = at - self._t0

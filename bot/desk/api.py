@@ -20,6 +20,7 @@ from bot.api.errors import ApiError, read_json
 from bot.api.internal import BOOKINGS, BookingOut
 from bot.api.keys import HANDOFF, HUB, SERVICE, SETTINGS
 from bot.api.schemas import ConversationOut
+from bot.desk import media_token
 from bot.desk.users import LoginSession, UserStore
 from bot.handoff.records import OPEN_STATUSES, Presence, TicketStatus, UserRole
 from bot.handoff.service import HandoffError, ticket_data
@@ -203,13 +204,20 @@ async def ticket_detail(request: web.Request) -> web.Response:
         raise ApiError(403, "forbidden", "this ticket is not yours")
     conv = await request.app[SERVICE].get(t.conversation_id)
     assert conv is not None  # tickets cascade with their conversation
-    return web.json_response(
-        {
-            "ticket": ticket_data(t),
-            "conversation": ConversationOut.of(conv, with_transcript=True).model_dump(mode="json"),
-            "history": await handoff.store.customer_history(t.conversation_id),
+    body: dict[str, Any] = {
+        "ticket": ticket_data(t),
+        "conversation": ConversationOut.of(conv, with_transcript=True).model_dump(mode="json"),
+        "history": await handoff.store.customer_history(t.conversation_id),
+    }
+    if t.channel == "voice" and t.status == TicketStatus.ASSIGNED and t.agent_id == user.id:
+        # the agent who owns a phone call may take its audio at the media server
+        settings = request.app[SETTINGS]
+        body["agent_audio"] = {
+            "url": media_token.agent_audio_url(settings),
+            "token": media_token.issue(settings, t.conversation_id, user.id),
+            "expires_in_s": media_token.TOKEN_TTL_S,
         }
-    )
+    return web.json_response(body)
 
 
 def _ticket_action(fn: Callable[[web.Request, int], Awaitable[dict[str, Any]]]) -> Handler:

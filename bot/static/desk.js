@@ -103,7 +103,85 @@ async function openTicket(id) {
   }
   const own = data.ticket.status === "assigned" && data.ticket.agent_id === state.me.id;
   $("reply").hidden = !own; $("actions").hidden = !own;
+  if (callAudio.ticket !== id) hangUpAudio();
+  callAudio.grant = data.agent_audio || null; callAudio.grantTicket = id;
+  $("call-audio").hidden = !callAudio.grant && !callAudio.ws;
   renderTickets();
+}
+
+// -- taking a phone call's audio: caller → speakers, microphone → caller (media server) -----
+const callAudio = { ws: null, ctx: null, stream: null, node: null, grant: null, grantTicket: null,
+                    ticket: null, playAt: 0, pending: [], received: 0, sent: 0 };
+window.__agentAudio = callAudio; // received / sent frame counters, read by the browser tests
+const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
+
+function playCaller(buf) {
+  const pcm = new Int16Array(buf);
+  if (!pcm.length || !callAudio.ctx) return;
+  callAudio.received += 1;
+  const audio = callAudio.ctx.createBuffer(1, pcm.length, 16000);
+  const ch = audio.getChannelData(0);
+  for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+  const src = callAudio.ctx.createBufferSource();
+  src.buffer = audio; src.connect(callAudio.ctx.destination);
+  const now = callAudio.ctx.currentTime;
+  if (callAudio.playAt < now || callAudio.playAt > now + 1) callAudio.playAt = now + 0.08; // re-sync
+  src.start(callAudio.playAt); callAudio.playAt += audio.duration;
+}
+
+function sendMic(f) {
+  const ws = callAudio.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  for (let i = 0; i < f.length; i++) callAudio.pending.push(Math.max(-32768, Math.min(32767, f[i] * 32768)));
+  while (callAudio.pending.length >= FRAME_SAMPLES) {
+    ws.send(Int16Array.from(callAudio.pending.splice(0, FRAME_SAMPLES)).buffer);
+    callAudio.sent += 1;
+  }
+}
+
+function hangUpAudio(note) {
+  if (callAudio.node) { callAudio.node.disconnect(); callAudio.node = null; }
+  if (callAudio.stream) { callAudio.stream.getTracks().forEach((tr) => tr.stop()); callAudio.stream = null; }
+  const ws = callAudio.ws; callAudio.ws = null; callAudio.ticket = null; callAudio.pending = [];
+  if (ws) { try { ws.send(JSON.stringify({ type: "end" })); } catch (e) { /* closed */ } ws.close(); }
+  $("take-call").hidden = false; $("hangup-audio").hidden = true;
+  $("caption").textContent = "";
+  if (note !== undefined) $("call-status").textContent = note;
+  $("call-audio").hidden = !callAudio.grant;
+}
+
+async function takeCall() {
+  if (!callAudio.grant || callAudio.ws) return;
+  const ticket = callAudio.grantTicket;
+  const data = await api("GET", `/desk/api/tickets/${ticket}`).catch(() => null); // a fresh token
+  const grant = (data && data.agent_audio) || null;
+  if (!grant) { $("call-status").textContent = "This call cannot be taken."; return; }
+  try {
+    callAudio.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+  } catch (e) { $("call-status").textContent = "Microphone not available."; return; }
+  callAudio.ctx = callAudio.ctx || new AudioContext({ sampleRate: 16000 });
+  await callAudio.ctx.resume();
+  const ws = new WebSocket(`${grant.url}?token=${encodeURIComponent(grant.token)}`);
+  ws.binaryType = "arraybuffer";
+  callAudio.ws = ws; callAudio.ticket = ticket;
+  $("take-call").hidden = true; $("hangup-audio").hidden = false;
+  $("call-status").textContent = "connecting…";
+  ws.addEventListener("open", () => {
+    const src = callAudio.ctx.createMediaStreamSource(callAudio.stream);
+    const node = callAudio.ctx.createScriptProcessor(1024, 1, 1);
+    node.onaudioprocess = (ev) => sendMic(ev.inputBuffer.getChannelData(0));
+    src.connect(node); node.connect(callAudio.ctx.destination);
+    callAudio.node = node;
+  });
+  ws.addEventListener("message", (ev) => {
+    if (typeof ev.data !== "string") { playCaller(ev.data); return; }
+    let f; try { f = JSON.parse(ev.data); } catch (e) { return; }
+    if (f.type === "hello") $("call-status").textContent = "On the call.";
+    else if (f.type === "caption") $("caption").textContent = f.final ? "" : `… ${f.text}`;
+    else if (f.type === "end") hangUpAudio("The caller hung up.");
+    else if (f.type === "error") $("call-status").textContent = f.message;
+  });
+  ws.addEventListener("close", () => { if (callAudio.ws === ws) hangUpAudio("Audio disconnected."); });
 }
 
 $("reply").addEventListener("submit", async (ev) => {
@@ -113,6 +191,8 @@ $("reply").addEventListener("submit", async (ev) => {
   try { await api("POST", `/desk/api/tickets/${state.current}/messages`, { text }); $("text").value = ""; }
   catch (e) { alert(e.message); }
 });
+$("take-call").addEventListener("click", () => takeCall().catch((e) => { $("call-status").textContent = e.message; }));
+$("hangup-audio").addEventListener("click", () => hangUpAudio("You left the call's audio; you can still type."));
 $("canned").addEventListener("change", () => {
   if ($("canned").value) $("text").value = $("canned").value.replace("{agent}", state.me.name);
   $("canned").value = ""; $("text").focus();
@@ -121,12 +201,14 @@ $("transfer").addEventListener("click", async () => {
   const skill = $("transfer-skill").value.trim();
   if (!skill) return;
   await api("POST", `/desk/api/tickets/${state.current}/transfer`, { skill }).catch((e) => alert(e.message));
-  state.current = null; $("reply").hidden = true; $("actions").hidden = true; loadTickets();
+  state.current = null; $("reply").hidden = true; $("actions").hidden = true;
+  callAudio.grant = null; hangUpAudio(); loadTickets();
 });
 $("resolve").addEventListener("click", async () => {
   await api("POST", `/desk/api/tickets/${state.current}/resolve`,
             { disposition: $("disposition").value, hand_back: $("hand-back").checked }).catch((e) => alert(e.message));
   state.current = null; $("reply").hidden = true; $("actions").hidden = true;
+  callAudio.grant = null; hangUpAudio();
   $("summary").textContent = "Resolved."; loadTickets();
 });
 $("presence").addEventListener("change", () => api("POST", "/desk/api/presence", { presence: $("presence").value }));

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import psutil
 import pytest
 
 from media_server.asr.registry import RecognizerRegistry
@@ -117,6 +118,40 @@ async def test_spoken_question_gets_a_spoken_answer_and_a_transcript(
     timings = [e for e in conv["events"] if e["type"] == "voice.reply_audio"]
     assert timings and timings[0]["data"]["first_audio_ms"] >= timings[0]["data"]["reply_ms"]
     assert conv["status"] == "closed"  # hanging up closed the conversation
+
+
+async def test_recognizer_worker_dying_mid_call_costs_one_utterance(
+    media: MediaService, call_bot: BotService, voice: PiperSynthesizer
+) -> None:
+    """PocketSphinx decodes in worker processes: when they die (kill -9), the call asks
+    the caller to say it again and goes on with a new worker."""
+    assert media.proc is not None
+    workers = [
+        c
+        for c in psutil.Process(media.proc.pid).children(recursive=True)
+        if "resource_tracker" not in " ".join(c.cmdline())
+    ]
+    if not workers:
+        pytest.skip("English decodes in the media server's threads (Vosk, or asr_processes=0)")
+    question = speech_8k(voice, "What are your opening hours?")
+    async with TwilioCaller(media.ws + "/media/twilio") as caller:
+        await greeted(caller)
+        for w in workers:
+            w.kill()
+        _, spoken_end = await caller.say(question)
+        await caller.wait_speech(spoken_end, timeout=30)  # "Sorry, I missed that…"
+        await caller.wait_quiet(0.8)
+        _, spoken_end = await caller.say(question)
+        await caller.wait_speech(spoken_end, timeout=30)  # the answer
+        await caller.wait_quiet(0.8)
+        sid = caller.call_sid
+    failed = [e for e in media.log_events("media.asr.failed") if e.get("call_id") == sid]
+    assert len(failed) == 1 and "died (SIGKILL)" in failed[0]["error"], failed
+    conv = closed_eventually(call_bot, conversation_of(media, sid))
+    users = [t for t in conv["transcript"] if t["role"] == "user"]
+    assert len(users) == 1 and users[0]["intent"] == "opening_hours", users
+    bots = [t["text"] or "" for t in conv["transcript"] if t["role"] == "bot"]
+    assert any("Monday" in t for t in bots)
 
 
 async def test_key_zero_hands_the_call_to_a_person(
@@ -257,18 +292,22 @@ async def test_telephone_speech_decodes_no_worse_through_the_transport(
     through the media server, the word error rate is no worse than decoding the same files
     directly with the same engine."""
     prompts = asterisk_prompts(5, min_words=4)
-    recognizer = await asyncio.to_thread(RecognizerRegistry(media.settings).get, "en")
+    registry = RecognizerRegistry(media.settings)
+    recognizer = await asyncio.to_thread(registry.get, "en")
     direct, transported = [], []
-    for path, reference in prompts:
-        with wave.open(str(path), "rb") as wf:
-            assert wf.getframerate() == 8000
-            pcm = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
-        stream = recognizer.open_stream()
-        stream.accept(resample(pcm, 8000, 16000).tobytes())
-        direct.append((reference, stream.finish().text))
-        stream.close()
-        heard = await decode_via_transport(media.ws + "/media/browser", pcm)
-        transported.append((reference, heard))
+    try:
+        for path, reference in prompts:
+            with wave.open(str(path), "rb") as wf:
+                assert wf.getframerate() == 8000
+                pcm = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+            stream = recognizer.open_stream()
+            stream.accept(resample(pcm, 8000, 16000).tobytes())
+            direct.append((reference, stream.finish().text))
+            stream.close()
+            heard = await decode_via_transport(media.ws + "/media/browser", pcm)
+            transported.append((reference, heard))
+    finally:
+        registry.close()  # its ASR worker processes
     wer_direct = corpus_word_error_rate(direct)
     wer_transport = corpus_word_error_rate(transported)
     assert any(h for _, h in transported)
@@ -285,6 +324,8 @@ async def test_readiness_reports_engines(media: MediaService) -> None:
         assert body["status"] == "degraded"
         assert any("falls back" in w for w in body["warnings"])
     assert body["tts"]["voice"]
+    if english[0]["engine"] == "pocketsphinx":  # decoded in worker processes by default
+        assert body["asr_workers"] and all(w["rss_mb"] > 0 for w in body["asr_workers"])
 
 
 @pytest.fixture(scope="module")
