@@ -305,7 +305,14 @@ async def test_caller_says_goodbye_and_the_bot_hangs_up(
     conv = conversation(sip_bot, conversations_of(sip_media)[call_id])
     users = [t for t in conv["transcript"] if t["role"] == "user"]
     assert users and users[-1]["intent"] == "goodbye", users
-    ended = [e for e in sip_media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
+    # logged once the session has wound down (its recognizer streams closed), just after
+    # the BYE went out
+    deadline = time.monotonic() + 15
+    while True:
+        ended = [e for e in sip_media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
+        if ended or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert ended and ended[0]["reason"] == "goodbye"
 
 
