@@ -125,3 +125,29 @@ def test_supervisor_sees_queues_and_reassigns(browser: Browser, service: BotServ
     offers.get_by_role("button", name="Accept").click()
     expect(amy.get_by_role("log")).to_contain_text("i want to talk to a human")
     expect(sam.locator("#live-tickets")).to_contain_text("assigned")
+
+
+def test_designer_reviews_in_the_browser(browser: Browser, service: BotService) -> None:
+    """The review inbox's page: shared style sheet and script, its API calls with the CSRF
+    token, and a decision recorded."""
+    add_user(service, "dora", "designer", "general:1", "Dora")
+    cid = service.new_conversation(channel="webchat")
+    service.say(cid, "is my tortoise welcome in the waiting room")
+    service.say(cid, "can i talk to a person please")  # the turns before a handoff are reviewed
+    page = browser.new_page()
+    page.goto(service.url + "/desk/review")
+    expect(page).to_have_url(service.url + "/desk/login")
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(service.url + "/desk/review")
+    expect(page.locator("#me")).to_have_text("Dora (designer)")
+    expect(page.locator("#summary")).to_contain_text("group(s)")
+    header = page.locator("header")
+    assert header.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(18, 53, 91)"
+    expect(page.locator("#desk-link")).to_be_hidden()  # only admins also work in the desk
+    group = page.locator("#groups li.group").filter(has_text="tortoise")
+    expect(group).to_have_count(1)
+    group.get_by_role("button", name="Ignore").click()  # a POST: needs the CSRF token
+    expect(page.locator("#decided")).to_contain_text("turn(s) decided.")
+    expect(page.locator("#groups li.group").filter(has_text="tortoise")).to_have_count(0)

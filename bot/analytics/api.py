@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, time, timedelta
-from importlib.resources import files
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +25,7 @@ from bot.analytics.live import LiveKpis
 from bot.analytics.scope import KpiFilters, Period, ScopeError, parse_moment
 from bot.api.errors import ApiError
 from bot.api.keys import HUB, SETTINGS
-from bot.desk.api import LEADS, current_session, require, same_origin
+from bot.desk.api import LEADS, asset, logged_in, page, require, same_origin
 from bot.store.schema import utcnow
 
 ENGINE = web.AppKey("analytics_engine", AsyncEngine)
@@ -95,11 +94,7 @@ def _live(app: web.Application) -> LiveKpis:
 
 
 async def dashboard_ws(request: web.Request) -> web.StreamResponse:
-    sess = await current_session(request)
-    if sess is None:
-        raise ApiError(401, "not_logged_in", "log in to the desk first")
-    if sess.user.role not in LEADS:
-        raise ApiError(403, "forbidden", "the dashboard is for supervisors and admins")
+    await logged_in(request, LEADS, "the dashboard is for supervisors and admins")
     if not same_origin(request):
         raise ApiError(403, "bad_origin", "the dashboard WebSocket only accepts its own origin")
     live = _live(request.app)
@@ -125,39 +120,16 @@ async def dashboard_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _static(name: str) -> str:
-    return files("bot").joinpath(f"static/{name}").read_text(encoding="utf-8")
-
-
-async def dashboard_page(request: web.Request) -> web.StreamResponse:
-    sess = await current_session(request)
-    if sess is None:
-        raise web.HTTPFound("/desk/login")
-    if sess.user.role not in LEADS:
-        raise web.HTTPFound("/desk")
-    return web.Response(
-        text=_static("dashboard.html"),
-        content_type="text/html",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-async def dashboard_js(request: web.Request) -> web.Response:
-    return web.Response(text=_static("dashboard.js"), content_type="application/javascript")
-
-
-async def chart_js(request: web.Request) -> web.Response:
-    return web.Response(
-        text=_static("vendor/chart.umd.min.js"),
-        content_type="application/javascript",
-        headers={"Cache-Control": "public, max-age=86400"},
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/desk/api/kpis", kpis)
     app.router.add_get("/desk/api/kpis/timeseries", kpi_timeseries)
-    app.router.add_get("/desk/dashboard", dashboard_page)
-    app.router.add_get("/desk/dashboard.js", dashboard_js)
-    app.router.add_get("/desk/vendor/chart.umd.min.js", chart_js)
+    # for supervisors and admins; agents are sent back to the desk
+    app.router.add_get(
+        "/desk/dashboard", page("dashboard.html", LEADS, lambda: web.HTTPFound("/desk"))
+    )
+    app.router.add_get("/desk/dashboard.js", asset("dashboard.js"))
+    app.router.add_get(
+        "/desk/vendor/chart.umd.min.js",
+        asset("vendor/chart.umd.min.js", cache_control="public, max-age=86400"),
+    )
     app.router.add_get("/desk/dashboard/ws", dashboard_ws)

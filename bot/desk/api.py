@@ -73,16 +73,26 @@ async def current_session(request: web.Request) -> LoginSession | None:
     return await request.app[USERS].session(token)
 
 
+async def logged_in(
+    request: web.Request,
+    roles: tuple[UserRole, ...],
+    forbidden: str = "your role may not do this",
+) -> LoginSession:
+    """The request's login session, for a user with one of ``roles`` (else 401 or 403)."""
+    sess = await current_session(request)
+    if sess is None:
+        raise ApiError(401, "not_logged_in", "log in to the desk first")
+    if sess.user.role not in roles:
+        raise ApiError(403, "forbidden", forbidden)
+    return sess
+
+
 def require(*roles: UserRole) -> Callable[[Handler], Handler]:
     """Only a logged-in user with one of ``roles``; unsafe methods also need the CSRF token."""
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            sess = await current_session(request)
-            if sess is None:
-                raise ApiError(401, "not_logged_in", "log in to the desk first")
-            if sess.user.role not in roles:
-                raise ApiError(403, "forbidden", "your role may not do this")
+            sess = await logged_in(request, roles)
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 sent = request.headers.get("X-CSRF-Token", "")
                 if not sent or sent != sess.csrf_token:
@@ -96,9 +106,27 @@ def require(*roles: UserRole) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def _session(request: web.Request) -> LoginSession:
+def session_of(request: web.Request) -> LoginSession:
+    """The login session :func:`require` checked for this request."""
     sess: LoginSession = request[SESSION]
     return sess
+
+
+def query_time(
+    request: web.Request, key: str, *, empty_is_missing: bool = False
+) -> datetime | None:
+    """The query parameter ``key`` as an ISO 8601 time with a time zone, or None when it is
+    missing (or empty, with ``empty_is_missing``); 422 when it is not such a time."""
+    raw = request.query.get(key)
+    if raw is None or (empty_is_missing and not raw):
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"{key}: not an ISO 8601 time") from exc
+    if value.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{key}: give a time zone")
+    return value
 
 
 def _handoff_error(exc: HandoffError) -> ApiError:
@@ -127,7 +155,7 @@ async def login(request: web.Request) -> web.Response:
 
 @require(*UserRole)
 async def logout(request: web.Request) -> web.Response:
-    sess = _session(request)
+    sess = session_of(request)
     if sess.user.role in STAFF:
         await request.app[HANDOFF].set_presence(sess.user, Presence.OFFLINE)
     await request.app[USERS].logout(sess.token)
@@ -150,7 +178,7 @@ def _user(sess: LoginSession) -> dict[str, Any]:
 
 @require(*STAFF)
 async def me(request: web.Request) -> web.Response:
-    sess = _session(request)
+    sess = session_of(request)
     agent = await request.app[HANDOFF].store.agent(sess.user.id)
     return web.json_response(
         {
@@ -165,13 +193,13 @@ async def me(request: web.Request) -> web.Response:
 @require(*STAFF)
 async def set_presence(request: web.Request) -> web.Response:
     body = await read_json(request, PresenceIn)
-    await request.app[HANDOFF].set_presence(_session(request).user, body.presence)
+    await request.app[HANDOFF].set_presence(session_of(request).user, body.presence)
     return web.json_response({"presence": body.presence.value})
 
 
 @require(*STAFF)
 async def my_tickets(request: web.Request) -> web.Response:
-    user = _session(request).user
+    user = session_of(request).user
     store = request.app[HANDOFF].store
     if user.role in LEADS and request.query.get("all") == "1":
         tickets = await store.tickets(OPEN_STATUSES)
@@ -195,7 +223,7 @@ def _ticket_id(request: web.Request) -> int:
 
 @require(*STAFF)
 async def ticket_detail(request: web.Request) -> web.Response:
-    user = _session(request).user
+    user = session_of(request).user
     handoff = request.app[HANDOFF]
     t = await handoff.store.get(_ticket_id(request))
     if t is None:
@@ -232,18 +260,18 @@ def _ticket_action(fn: Callable[[web.Request, int], Awaitable[dict[str, Any]]]) 
 
 
 async def _accept(request: web.Request, tid: int) -> dict[str, Any]:
-    t = await request.app[HANDOFF].accept(_session(request).user, tid)
+    t = await request.app[HANDOFF].accept(session_of(request).user, tid)
     return {"ticket": ticket_data(t)}
 
 
 async def _decline(request: web.Request, tid: int) -> dict[str, Any]:
-    await request.app[HANDOFF].decline(_session(request).user, tid)
+    await request.app[HANDOFF].decline(session_of(request).user, tid)
     return {"ok": True}
 
 
 async def _message(request: web.Request, tid: int) -> dict[str, Any]:
     body = await read_json(request, AgentMessageIn)
-    turn = await request.app[HANDOFF].agent_message(_session(request).user, tid, body.text)
+    turn = await request.app[HANDOFF].agent_message(session_of(request).user, tid, body.text)
     return {"seq": turn.seq, "text": turn.text}
 
 
@@ -252,7 +280,7 @@ async def _transfer(request: web.Request, tid: int) -> dict[str, Any]:
     if (body.skill is None) == (body.agent_id is None):
         raise ApiError(422, "invalid_request", "give exactly one of skill or agent_id")
     t = await request.app[HANDOFF].transfer(
-        _session(request).user, tid, skill=body.skill, to_agent=body.agent_id
+        session_of(request).user, tid, skill=body.skill, to_agent=body.agent_id
     )
     return {"ticket": ticket_data(t)}
 
@@ -260,7 +288,7 @@ async def _transfer(request: web.Request, tid: int) -> dict[str, Any]:
 async def _resolve(request: web.Request, tid: int) -> dict[str, Any]:
     body = await read_json(request, ResolveIn)
     t = await request.app[HANDOFF].resolve(
-        _session(request).user, tid, body.disposition, body.hand_back
+        session_of(request).user, tid, body.disposition, body.hand_back
     )
     return {"ticket": ticket_data(t)}
 
@@ -272,20 +300,8 @@ async def canned(request: web.Request) -> web.Response:
 
 @require(*STAFF)
 async def bookings(request: web.Request) -> web.Response:
-    def when(key: str) -> datetime | None:
-        raw = request.query.get(key)
-        if raw is None:
-            return None
-        try:
-            value = datetime.fromisoformat(raw)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_request", f"{key}: not an ISO 8601 time") from exc
-        if value.tzinfo is None:
-            raise ApiError(422, "invalid_request", f"{key}: give a time zone")
-        return value
-
     found = await request.app[BOOKINGS].between(
-        when("from"), when("to"), request.query.get("conversation_id")
+        query_time(request, "from"), query_time(request, "to"), request.query.get("conversation_id")
     )
     return web.json_response({"bookings": [BookingOut.of(b).model_dump() for b in found]})
 
@@ -318,9 +334,7 @@ def same_origin(request: web.Request) -> bool:
 
 
 async def desk_ws(request: web.Request) -> web.StreamResponse:
-    sess = await current_session(request)
-    if sess is None:
-        raise ApiError(401, "not_logged_in", "log in to the desk first")
+    sess = await logged_in(request, tuple(UserRole))
     if not same_origin(request):
         raise ApiError(403, "bad_origin", "the desk WebSocket only accepts its own origin")
     user = sess.user
@@ -372,34 +386,48 @@ async def desk_ws(request: web.Request) -> web.StreamResponse:
 
 
 # -- pages ---------------------------------------------------------------------------------
-def _static(name: str) -> str:
+def static_text(name: str) -> str:
+    """The text of ``bot/static/{name}``, read on every request."""
     return files("bot").joinpath(f"static/{name}").read_text(encoding="utf-8")
 
 
-async def desk_page(request: web.Request) -> web.StreamResponse:
-    sess = await current_session(request)
-    if sess is None:
-        raise web.HTTPFound("/desk/login")
-    if sess.user.role not in STAFF:
-        raise web.HTTPFound("/desk/review")  # designers work in the review inbox
-    return web.Response(
-        text=_static("desk.html"), content_type="text/html", headers={"Cache-Control": "no-store"}
-    )
+def page(name: str, roles: tuple[UserRole, ...], otherwise: Callable[[], Exception]) -> Handler:
+    """The HTML page ``name`` for a logged-in user with one of ``roles``: without a login the
+    user is sent to the login page; with another role, ``otherwise()`` is raised."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        sess = await current_session(request)
+        if sess is None:
+            raise web.HTTPFound("/desk/login")
+        if sess.user.role not in roles:
+            raise otherwise()
+        return web.Response(
+            text=static_text(name), content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    return serve
 
 
-async def login_page(request: web.Request) -> web.Response:
-    return web.Response(text=_static("login.html"), content_type="text/html")
+def asset(
+    name: str, content_type: str = "application/javascript", cache_control: str | None = None
+) -> Handler:
+    """The file ``name`` for anyone (login page, scripts, style sheet): it holds no data."""
+    headers = {"Cache-Control": cache_control} if cache_control else None
 
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=static_text(name), content_type=content_type, headers=headers)
 
-async def desk_js(request: web.Request) -> web.Response:
-    return web.Response(text=_static("desk.js"), content_type="application/javascript")
+    return serve
 
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/desk", desk_page)
-    r.add_get("/desk/login", login_page)
-    r.add_get("/desk/desk.js", desk_js)
+    # for staff; designers are sent to their review inbox
+    r.add_get("/desk", page("desk.html", STAFF, lambda: web.HTTPFound("/desk/review")))
+    r.add_get("/desk/login", asset("login.html", "text/html"))
+    r.add_get("/desk/desk.js", asset("desk.js"))
+    r.add_get("/desk/common.js", asset("common.js"))
+    r.add_get("/desk/common.css", asset("common.css", "text/css"))
     r.add_post("/desk/api/login", login)
     r.add_post("/desk/api/logout", logout)
     r.add_get("/desk/api/me", me)

@@ -16,16 +16,14 @@ from aiohttp import web
 
 from bot.api.errors import ApiError
 from bot.api.keys import HANDOFF, SERVICE, SETTINGS
-from bot.desk.api import LEADS, SESSION, STAFF, require
-from bot.desk.users import LoginSession
+from bot.desk.api import LEADS, STAFF, require, session_of
 from bot.handoff.records import TicketStatus
 
 _CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def _may_hear(request: web.Request, conversation_id: str) -> bool:
-    sess: LoginSession = request[SESSION]
-    user = sess.user
+    user = session_of(request).user
     if user.role in LEADS:
         return True
     tickets = await request.app[HANDOFF].store.tickets(list(TicketStatus), user.id)

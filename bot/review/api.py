@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
 from typing import Any, Literal
 
 from aiohttp import web
@@ -17,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.api.errors import ApiError, read_json
 from bot.api.keys import SETTINGS
-from bot.desk.api import SESSION, current_session, require
-from bot.desk.users import LoginSession
+from bot.desk.api import asset, page, query_time, require, session_of
 from bot.handoff.records import UserRole
 from bot.review.collect import collect
 from bot.review.grouping import group
@@ -57,26 +55,9 @@ class DecisionIn(BaseModel):
     intent: str | None = Field(None, min_length=1, max_length=100)
 
 
-def _user(request: web.Request) -> LoginSession:
-    sess: LoginSession = request[SESSION]
-    return sess
-
-
 def _period(request: web.Request) -> tuple[datetime, datetime]:
-    def when(key: str) -> datetime | None:
-        raw = request.query.get(key)
-        if not raw:
-            return None
-        try:
-            value = datetime.fromisoformat(raw)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_request", f"{key}: not an ISO 8601 time") from exc
-        if value.tzinfo is None:
-            raise ApiError(422, "invalid_request", f"{key}: give a time zone")
-        return value
-
-    end = when("to") or datetime.now(UTC)
-    start = when("from") or end - timedelta(days=DEFAULT_DAYS)
+    end = query_time(request, "to", empty_is_missing=True) or datetime.now(UTC)
+    start = query_time(request, "from", empty_is_missing=True) or end - timedelta(days=DEFAULT_DAYS)
     if start >= end:
         raise ApiError(422, "invalid_request", "from must be before to")
     if end - start > timedelta(days=MAX_DAYS):
@@ -86,7 +67,7 @@ def _period(request: web.Request) -> tuple[datetime, datetime]:
 
 @require(*DESIGNERS)
 async def me(request: web.Request) -> web.Response:
-    sess = _user(request)
+    sess = session_of(request)
     u = sess.user
     return web.json_response(
         {
@@ -163,7 +144,7 @@ async def decide(request: web.Request) -> web.Response:
             file = result_json["file"]
             added = set(result.added)
         now = utcnow()
-        user_id = _user(request).user.id
+        user_id = session_of(request).user.id
         try:
             async with sessions.begin() as s:
                 for r in rows:
@@ -195,7 +176,7 @@ async def decide(request: web.Request) -> web.Response:
 @require(*DESIGNERS)
 async def retrain(request: web.Request) -> web.Response:
     try:
-        job = request.app[REVIEW].jobs.start(_user(request).user.username)
+        job = request.app[REVIEW].jobs.start(session_of(request).user.username)
     except JobBusy as exc:
         raise ApiError(409, "job_running", f"a retrain is running: job {exc.job.id}") from exc
     return web.json_response({"job": job.as_json()}, status=202)
@@ -211,27 +192,11 @@ async def job_status(request: web.Request) -> web.Response:
     return web.json_response({"job": job.as_json()})
 
 
-# -- page ----------------------------------------------------------------------------------
-def _static(name: str) -> str:
-    return files("bot").joinpath(f"static/{name}").read_text(encoding="utf-8")
-
-
-async def review_page(request: web.Request) -> web.StreamResponse:
-    sess = await current_session(request)
-    if sess is None:
-        raise web.HTTPFound("/desk/login")
-    if sess.user.role not in DESIGNERS:
-        raise ApiError(403, "forbidden", "the review inbox is for designers and admins")
-    return web.Response(
-        text=_static("review.html"), content_type="text/html", headers={"Cache-Control": "no-store"}
-    )
-
-
-async def review_js(request: web.Request) -> web.Response:
-    return web.Response(text=_static("review.js"), content_type="application/javascript")
-
-
 # -- wiring --------------------------------------------------------------------------------
+def _not_a_designer() -> ApiError:
+    return ApiError(403, "forbidden", "the review inbox is for designers and admins")
+
+
 async def _startup(app: web.Application) -> None:
     settings = app[SETTINGS]
     app[REVIEW] = ReviewState(
@@ -250,8 +215,8 @@ async def _cleanup(app: web.Application) -> None:
 def add_routes(app: web.Application) -> None:
     """Routes of the review inbox; its state starts after the app's resources (migrations)."""
     r = app.router
-    r.add_get("/desk/review", review_page)
-    r.add_get("/desk/review.js", review_js)
+    r.add_get("/desk/review", page("review.html", DESIGNERS, _not_a_designer))
+    r.add_get("/desk/review.js", asset("review.js"))
     r.add_get("/desk/api/review/me", me)
     r.add_get("/desk/api/review/groups", groups)
     r.add_get("/desk/api/review/intents", intents)

@@ -1,7 +1,7 @@
 // Supervisor dashboard: live tiles and today's charts from /desk/dashboard/ws, history from
-// /desk/api/kpis and /desk/api/kpis/timeseries. Charts: Chart.js (bot/static/vendor).
+// /desk/api/kpis and /desk/api/kpis/timeseries. Charts: Chart.js (bot/static/vendor); $ and el
+// come from common.js.
 "use strict";
-const $ = (id) => document.getElementById(id);
 const charts = {};
 window.__dashboard = {snapshots: 0};  // for tests: how many live snapshots arrived
 
@@ -28,12 +28,9 @@ function tiles(target, k) {
     ["Bookings", num(b.bookings), "bot.bookings"],
   ];
   target.replaceChildren(...list.map(([label, value, key, cls]) => {
-    const d = document.createElement("div");
-    d.className = `tile ${cls || ""}`;
+    const d = el("div", undefined, `tile ${cls || ""}`);
     d.dataset.kpi = key;
-    const l = document.createElement("div"); l.className = "label"; l.textContent = label;
-    const v = document.createElement("div"); v.className = "value"; v.textContent = value;
-    d.append(l, v);
+    d.append(el("div", label, "label"), el("div", value, "value"));
     return d;
   }));
 }

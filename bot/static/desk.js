@@ -1,27 +1,7 @@
-// The agent & supervisor desk. Plain JavaScript; all user text goes through textContent.
+// The agent & supervisor desk ($, api, el and session come from common.js). Plain JavaScript;
+// all user text goes through textContent.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const state = { me: null, csrf: "", current: null, tickets: new Map() };
-
-async function api(method, path, body) {
-  const r = await fetch(path, {
-    method, credentials: "same-origin",
-    headers: body === undefined ? { "X-CSRF-Token": state.csrf }
-                                : { "Content-Type": "application/json", "X-CSRF-Token": state.csrf },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (r.status === 401) { location.href = "/desk/login"; throw new Error("logged out"); }
-  const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error((data.error && data.error.message) || r.statusText);
-  return data;
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
+const state = { me: null, current: null, tickets: new Map() };
 
 function fmtWait(s) { return s < 60 ? `${Math.round(s)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`; }
 
@@ -261,7 +241,7 @@ function isLead() { return state.me && (state.me.role === "supervisor" || state.
 
 (async () => {
   const me = await api("GET", "/desk/api/me");
-  state.me = me.user; state.csrf = me.csrf_token;
+  state.me = me.user; session.csrf = me.csrf_token;
   $("me").textContent = `${me.user.name} (${me.user.role})`;
   $("presence").value = me.presence === "wrap_up" ? "available" : me.presence;
   if (me.presence === "wrap_up") $("presence-note").textContent = "wrap-up";

@@ -1,32 +1,12 @@
-// The designer's review inbox. Plain JavaScript; all user text goes through textContent.
+// The designer's review inbox ($, api, el and session come from common.js). Plain JavaScript;
+// all user text goes through textContent.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const state = { csrf: "", job: null, timer: null };
+const state = { job: null, timer: null };
 const SCORES = [
   ["macro_f1", "macro-F1"], ["weighted_f1", "weighted-F1"], ["accuracy", "accuracy"],
   ["in_scope_fallback_rate", "in-scope fallback rate"], ["oos_precision", "out-of-scope precision"],
   ["oos_recall", "out-of-scope recall"], ["faq_end_to_end_accuracy", "FAQ accuracy"],
 ];
-
-async function api(method, path, body) {
-  const r = await fetch(path, {
-    method, credentials: "same-origin",
-    headers: body === undefined ? { "X-CSRF-Token": state.csrf }
-                                : { "Content-Type": "application/json", "X-CSRF-Token": state.csrf },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (r.status === 401) { location.href = "/desk/login"; throw new Error("logged out"); }
-  const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error((data.error && data.error.message) || r.statusText);
-  return data;
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
 
 function isoDay(d) { return d.toISOString().slice(0, 10); }
 
@@ -134,7 +114,7 @@ async function pollJob(id) {
 
 async function start() {
   const me = await api("GET", "/desk/api/review/me");
-  state.csrf = me.csrf_token;
+  session.csrf = me.csrf_token;
   $("me").textContent = `${me.user.name} (${me.user.role})`;
   $("desk-link").hidden = me.user.role !== "admin";
   const today = new Date();
