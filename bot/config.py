@@ -121,6 +121,14 @@ class HandoffSettings(_Section):
     vip_customers: tuple[str, ...] = Field(
         (), description="phone numbers or emails that go straight to a person, high priority"
     )
+    transfer_to: dict[
+        Annotated[str, Field(min_length=1, max_length=60)],
+        Annotated[str, Field(pattern=r"^(sips?|tel):[^\s<>]{1,200}$")],
+    ] = Field(
+        default_factory=dict,
+        description="skill -> SIP URI: phone calls handed off to that skill are transferred "
+        "out (SIP REFER) instead of waiting for the desk; if the transfer fails they queue",
+    )
     canned_responses: tuple[str, ...] = (
         "Hello, my name is {agent}. I've read your conversation with our assistant; "
         "let me help you with that.",
@@ -162,6 +170,11 @@ class MediaSettings(_Section):
     audiosocket_port: int = Field(
         8084, ge=0, le=65535, description="Asterisk AudioSocket TCP port on host; 0: off"
     )
+    audiosocket_transfer: bool = Field(
+        False,
+        description="transfer AudioSocket calls out by handing them back to the dialplan, "
+        "which reads the target from /media/audiosocket/{uuid}/transfer (README)",
+    )
     sip_port: int = Field(
         5070, ge=0, le=65535, description="SIP user agent (UDP and TCP) port on host; 0: off"
     )
@@ -184,6 +197,9 @@ class MediaSettings(_Section):
         300, ge=0, le=30000, description="ringing (180) before the call is answered"
     )
     sip_max_calls: int = Field(100, ge=1, description="more concurrent calls get 486 Busy Here")
+    sip_transfer_timeout_s: float = Field(
+        30.0, gt=0, le=300, description="a transfer out (REFER) must succeed within this"
+    )
     rtp_port_min: int = Field(20000, ge=1024, le=65534)
     rtp_port_max: int = Field(20999, ge=1025, le=65535)
     rtp_timeout_s: float = Field(
@@ -197,6 +213,11 @@ class MediaSettings(_Section):
         "unset languages use `receptionist models use`, else the first installed model",
     )
     model_dir: Path = Field(Path("models/asr"), description="where `models pull` installs")
+    sphinx_profile: Literal["accurate", "fast"] = Field(
+        "accurate",
+        description="PocketSphinx decoder options: accurate (its defaults) or fast (less CPU "
+        "per second of audio, some accuracy lost; scripts/sphinx_profiles.py measures them)",
+    )
     asr_processes: Annotated[int, Field(ge=0, le=256)] | Literal["auto"] = Field(
         "auto",
         description="worker processes decoding speech for engines that hold the GIL "

@@ -41,12 +41,14 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 CALLS = web.AppKey("calls", dict)
 RECORDINGS = web.AppKey("recordings", RecordingStore)
 MOH = web.AppKey("moh", MohLibrary)
+TRANSFERS = web.AppKey("transfers", audiosocket.TransferNotes)
 
 
 def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[CALLS] = {}
+    app[TRANSFERS] = audiosocket.TransferNotes()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/stats", stats)
@@ -54,6 +56,7 @@ def create_app(settings: Settings, engines: MediaEngines | None = None) -> web.A
     app.router.add_get("/media/twilio", twilio_stream)
     app.router.add_get("/media/browser", browser_stream)
     app.router.add_get("/media/agent", agent_stream)
+    app.router.add_get("/media/audiosocket/{call_uuid}/transfer", audiosocket_transfer)
     app.cleanup_ctx.append(_resources(engines))
     return app
 
@@ -97,7 +100,8 @@ async def _start_audiosocket(app: web.Application) -> asyncio.Server:
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await audiosocket.serve_connection(reader, writer, settings, make)
+            transfers = app[TRANSFERS] if settings.media.audiosocket_transfer else None
+            await audiosocket.serve_connection(reader, writer, settings, make, transfers)
         finally:
             _forget_closed(app)
 
@@ -109,6 +113,20 @@ async def _start_audiosocket(app: web.Application) -> asyncio.Server:
         url=f"tcp://{settings.media.host}:{settings.media.audiosocket_port}",
     )
     return server
+
+
+async def audiosocket_transfer(request: web.Request) -> web.Response:
+    """For the dialplan after ``AudioSocket()`` returns: where the bot transferred the call
+    (text/plain, the SIP URI), or with ``?field=conversation_id`` the conversation's id; 404
+    when it was not transferred (the caller hung up, or it was not for transfer)."""
+    note = request.app[TRANSFERS].get(request.match_info["call_uuid"].lower())
+    if note is None:
+        raise web.HTTPNotFound(text="no transfer for this call\n")
+    field = request.query.get("field", "target")
+    if field not in ("target", "conversation_id"):
+        raise web.HTTPBadRequest(text="field is target or conversation_id\n")
+    value = note.target if field == "target" else (note.conversation_id or "")
+    return web.Response(text=value, content_type="text/plain")
 
 
 async def _start_sip(app: web.Application) -> SipServer:

@@ -37,6 +37,7 @@ class QueueStatus:
     estimated_wait_s: float | None
     callback_offered: bool = False
     status: str | None = None  # queued, offered, assigned, callback_scheduled
+    transfer_to: str | None = None  # the bot routes this waiting call out, to this SIP URI
 
     @property
     def waiting(self) -> bool:
@@ -86,6 +87,7 @@ def _queue(data: dict[str, Any] | None) -> QueueStatus | None:
         estimated_wait_s=data.get("estimated_wait_s"),
         callback_offered=bool(data.get("callback_offered")),
         status=data.get("status"),
+        transfer_to=data.get("transfer_to"),
     )
 
 
@@ -159,6 +161,15 @@ class BotClient:
         possible). :class:`ConversationGone` when no longer waiting (an agent took it)."""
         data = await self._call("POST", f"/{conversation_id}/callback", {"number": number})
         return _queue(data) or QueueStatus(None, None, status="callback_scheduled")
+
+    async def transferred(
+        self, conversation_id: str, target: str, ok: bool, detail: str | None
+    ) -> None:
+        """Report a transfer out: done (the bot closes the ticket) or failed (it stays)."""
+        body: dict[str, Any] = {"target": target, "ok": ok}
+        if detail:
+            body["detail"] = detail[:200]
+        await self._call("POST", f"/{conversation_id}/transferred", body)
 
     async def event(self, conversation_id: str, type_: str, data: dict[str, Any]) -> None:
         await self._call("POST", f"/{conversation_id}/events", {"type": type_, "data": data})

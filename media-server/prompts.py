@@ -27,6 +27,8 @@ class Prompts:
     callback_bad_number: str = "Sorry, I didn't get a phone number. Please hold."
     callback_failed: str = "Sorry, I couldn't book the callback. Please hold."
     asr_lost: str = "Sorry, I missed that. Could you say it again?"  # the recognizer failed
+    transferring: str = "I'm transferring your call now."
+    transfer_failed: str = "Sorry, I couldn't transfer your call. Please hold for the next person."
 
     def queue(self, position: int | None, estimated_wait_s: float | None) -> str:
         parts = []

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -103,6 +103,17 @@ class AudioSink(Protocol):
         ...
 
     async def hang_up(self, reason: str) -> None: ...
+
+
+@runtime_checkable
+class TransferSink(Protocol):
+    """A transport that can hand the call to another destination (SIP REFER)."""
+
+    def can_transfer(self) -> bool: ...
+
+    async def transfer(self, target: str, headers: dict[str, str]) -> tuple[bool, str | None]:
+        """``(True, None)`` once the call left for ``target``; ``(False, why)`` if not."""
+        ...
 
 
 class AgentAudioSink(Protocol):
@@ -229,6 +240,7 @@ class VoiceSession:
         self._sensitive = False  # a sensitive step: recording paused, keys and numbers masked
         self._moh = MohPlayer(moh) if moh is not None else None
         self._hold_task: asyncio.Task[None] | None = None
+        self._transfer_tried = False
         self._queue_status: QueueStatus | None = None  # set once handed off
         self._with_agent = False
         self._agent: AgentAudioSink | None = None  # an agent taking the audio in the desk
@@ -690,7 +702,10 @@ class VoiceSession:
                 log.error("media.dtmf.handoff_failed", call_id=self.info.call_id, error=str(exc))
                 await self._say(self._prompts.unavailable)
                 return
-            await self._say(self._prompts.queue(queue.position, queue.estimated_wait_s))
+            if self._transfer_target(queue):
+                await self._say(self._prompts.transferring)
+            else:
+                await self._say(self._prompts.queue(queue.position, queue.estimated_wait_s))
             await self._enter_hold(queue)
             return
         now = self.now()
@@ -744,7 +759,12 @@ class VoiceSession:
             if r.options:
                 lines.append(self._prompts.options(r.options))
         if result.handoff and result.queue is not None:
-            lines.append(self._prompts.queue(result.queue.position, result.queue.estimated_wait_s))
+            if self._transfer_target(result.queue):
+                lines.append(self._prompts.transferring)
+            else:
+                lines.append(
+                    self._prompts.queue(result.queue.position, result.queue.estimated_wait_s)
+                )
         for line in lines:
             await self._sink.send_event({"type": "reply", "text": line})
         if lines:
@@ -855,8 +875,49 @@ class VoiceSession:
         self._queue_status = queue
         if not queue.waiting or self._hold_task is not None:
             return
+        target = self._transfer_target(queue)
+        if target is not None:
+            if await self._transfer_out(target):
+                return
+            await self._say(self._prompts.transfer_failed)
         await self._say(self._prompts.offer_callback(self._settings.callback_key))
         self._start_hold()
+
+    def _transfer_target(self, queue: QueueStatus) -> str | None:
+        """Where the bot routes this waiting call, if this transport can send it there
+        (SIP; AudioSocket when enabled; others wait in the queue) and no transfer was tried
+        yet."""
+        sink = self._sink
+        if (
+            queue.transfer_to
+            and not self._transfer_tried
+            and isinstance(sink, TransferSink)
+            and sink.can_transfer()
+        ):
+            return queue.transfer_to
+        return None
+
+    async def _transfer_out(self, target: str) -> bool:
+        """Transfer the call (the announcement first); report the outcome to the bot. On
+        success the call is ours no more: hang up. On failure the caller stays queued."""
+        assert isinstance(self._sink, TransferSink) and self.conversation_id is not None
+        self._transfer_tried = True
+        await self._finish_speaking()
+        try:
+            ok, why = await self._sink.transfer(
+                target, {"X-Receptionist-Conversation-Id": self.conversation_id}
+            )
+        except Exception as exc:  # noqa: BLE001 - a transport failure is a failed transfer
+            ok, why = False, repr(exc)
+        try:
+            await self._bot.transferred(self.conversation_id, target, ok, why)
+        except (BotUnavailable, ConversationGone) as exc:
+            log.error("media.transfer.report_failed", call_id=self.info.call_id, error=str(exc))
+        if ok:
+            await self._end("transferred")
+        else:
+            log.warning("media.transfer.failed", call_id=self.info.call_id, detail=why)
+        return ok
 
     def _start_hold(self) -> None:
         if self._hold_task is None and self._moh is not None and self._waiting_for_person():

@@ -226,6 +226,7 @@ async def test_full_loop_offer_accept_chat_resolve(
             "estimated_wait_s": None,
             "callback_offered": False,
             "agent": "Ana",
+            "transfer_to": None,
         }
         turn = await ana.next_event("turn", text="what are your opening hours")
         assert turn["conversation_id"] == cid and turn["turn"]["role"] == "user"
@@ -405,6 +406,14 @@ async def test_login_and_websocket_guards(desk: BotService) -> None:
         assert err.value.status == 401
         async with http.get(desk.url + "/desk", allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"] == "/desk/login"
+        for path, kind in (  # the login page, scripts and style sheet need no login
+            ("/desk/login", "text/html"),
+            ("/desk/common.js", "application/javascript"),
+            ("/desk/common.css", "text/css"),
+            ("/desk/desk.js", "application/javascript"),
+        ):
+            async with http.get(desk.url + path) as r:
+                assert (r.status, r.content_type) == (200, kind), path
     async with (
         aiohttp.ClientSession() as http,
         http.post(

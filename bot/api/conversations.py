@@ -20,6 +20,7 @@ from bot.api.schemas import (
     MessageResult,
     PostMessage,
     QueueOut,
+    TransferredIn,
     TurnOut,
     VoiceEventIn,
 )
@@ -120,6 +121,16 @@ async def request_handoff(request: web.Request) -> web.Response:
     return web.json_response(QueueOut(**info.as_data()).model_dump(mode="json"))
 
 
+async def transferred(request: web.Request) -> web.Response:
+    """The media server transferred a waiting call out (SIP REFER) or failed to."""
+    cid = _conversation_id(request)
+    body = await _body(request, TransferredIn)
+    if await request.app[SERVICE].get(cid) is None:
+        raise ApiError(404, "conversation_not_found", f"conversation {cid!r} not found")
+    await request.app[HANDOFF].transferred_out(cid, body.target, body.ok, body.detail)
+    return web.json_response({"recorded": "transferred_out" if body.ok else "transfer_failed"})
+
+
 async def voice_event(request: web.Request) -> web.Response:
     """The media server reports what happened on a call (reply audio timing, barge-in…)."""
     cid = _conversation_id(request)
@@ -205,6 +216,14 @@ ROUTES = [
         "Hand the conversation to a person now; answers the queue position and wait",
         body=HandoffIn,
         responses={200: ("queued", QueueOut), 404: ("unknown id", None), **_ERRORS},
+    ),
+    Route(
+        "POST",
+        "/api/v1/conversations/{conversation_id}/transferred",
+        transferred,
+        "The media server reports a transfer out (SIP REFER) of a waiting call: done or failed",
+        body=TransferredIn,
+        responses={200: ("recorded", None), 404: ("unknown id", None), **_ERRORS},
     ),
     Route(
         "POST",

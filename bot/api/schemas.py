@@ -161,6 +161,15 @@ class QueueOut(BaseModel):
     estimated_wait_s: float | None = None
     callback_offered: bool = Field(False, description="true when the wait is long")
     agent: str | None = Field(None, description="the agent's name once one has joined")
+    transfer_to: str | None = Field(
+        None, description="a phone call waiting for this skill is transferred to this SIP URI"
+    )
+
+
+class TransferredIn(_Strict):
+    target: str = Field(..., pattern=r"^(sips?|tel):[^\s<>]{1,200}$")
+    ok: bool = Field(description="true: the call left for the target; false: it stays queued")
+    detail: str | None = Field(None, max_length=200, description="why it failed")
 
 
 class HandoffIn(_Strict):

@@ -55,6 +55,7 @@ class QueueInfo:
     estimated_wait_s: float | None
     callback_offered: bool
     agent: str | None = None
+    transfer_to: str | None = None  # a phone call for this skill leaves for this SIP URI
 
     def as_data(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,7 +159,47 @@ class HandoffService:
             est.position,
             est.estimated_wait_s,
             closed or est.estimated_wait_s > self._settings.callback_offer_wait_s,
+            transfer_to=self.transfer_target(ticket),
         )
+
+    def transfer_target(self, ticket: Ticket) -> str | None:
+        """Where a waiting phone call goes instead of the desk (per skill, configured)."""
+        if ticket.channel != "voice" or ticket.status not in WAITING_STATUSES:
+            return None
+        return self._settings.transfer_to.get(ticket.skill)
+
+    async def transferred_out(
+        self, conversation_id: str, target: str, ok: bool, detail: str | None
+    ) -> Ticket | None:
+        """The media server's report on a transfer out. Success resolves the waiting ticket
+        (``transferred_out``, no agent: neither answered nor abandoned in the KPIs) and
+        closes the conversation; a failure is recorded and the ticket keeps its place."""
+        t = await self.store.open_for_conversation(conversation_id)
+        if not ok:
+            await self._conversations.append(
+                conversation_id,
+                [],
+                [NewEvent("transfer_failed", {"target": target, "detail": detail})],
+            )
+            log.warning("handoff.transfer_failed", conversation_id=conversation_id, target=target)
+            return t
+        done = await self.store.transfer_out(t) if t is not None else None
+        turns = await self._conversations.append(
+            conversation_id,
+            [NewTurn(Role.SYSTEM, f"The call was transferred to {target}.")],
+            [
+                NewEvent(
+                    "transferred_out",
+                    {"target": target, "ticket_id": t.id if t is not None else None},
+                )
+            ],
+        )
+        self._publish_turns(conversation_id, turns)
+        if t is not None and t.offered_to:
+            self._hub.publish(f"agent:{t.offered_to}", {"type": "offer_revoked", "ticket_id": t.id})
+        log.info("handoff.transferred_out", conversation_id=conversation_id, target=target)
+        self._publish_overview_changed()
+        return done
 
     async def _estimate(self, ticket: Ticket) -> routing.WaitEstimate:
         aht = await self.store.average_handle_s(self._settings.default_aht_s)

@@ -344,6 +344,19 @@ class SqlHandoffStore:
             offered_to=None,
         )
 
+    async def transfer_out(self, ticket: Ticket) -> Ticket | None:
+        """A waiting phone call left for another system (SIP REFER): resolved, no agent."""
+        return await self._transition(
+            ticket,
+            [TicketStatus.QUEUED, TicketStatus.OFFERED],
+            conversation_status="closed",
+            status=TicketStatus.RESOLVED.value,
+            disposition="transferred_out",
+            resolved_at=utcnow(),
+            offered_to=None,
+            offer_expires_at=None,
+        )
+
     async def schedule_callback(self, ticket: Ticket, number: str, at: datetime) -> Ticket | None:
         return await self._transition(
             ticket,

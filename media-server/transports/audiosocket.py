@@ -5,6 +5,10 @@ A TCP stream of messages, each ``type (1 byte) | length (2 bytes, big-endian) | 
 little-endian, 8 kHz mono, normally 20 ms = 320 bytes), ``0x03`` a DTMF digit (one ASCII
 byte), ``0x00`` hang-up, ``0xff`` an error (one code byte). We send ``0x10`` audio back and
 ``0x00`` to end the call. Anything else closes that connection only.
+
+Transfer out (``media.audiosocket_transfer``): AudioSocket cannot redirect a call, so the
+bot's target is noted under the call's UUID and the call handed back to the dialplan
+(``0x00``), which fetches the target over HTTP and dials it (README, "Asterisk").
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -36,14 +42,62 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
+@dataclass(frozen=True)
+class TransferNote:
+    target: str
+    conversation_id: str | None
+    at: float
+
+
+class TransferNotes:
+    """Where the bot sent AudioSocket calls it transferred out, by call UUID, for the
+    dialplan to read once ``AudioSocket()`` returns (``GET /media/audiosocket/{uuid}/
+    transfer``); kept ``keep_s``. AudioSocket has no signalling of its own to transfer."""
+
+    def __init__(self, keep_s: float = 600.0) -> None:
+        self._keep_s = keep_s
+        self._notes: dict[str, TransferNote] = {}
+
+    def put(self, call_uuid: str, target: str, conversation_id: str | None) -> None:
+        self._prune()
+        self._notes[call_uuid] = TransferNote(target, conversation_id, time.monotonic())
+
+    def get(self, call_uuid: str) -> TransferNote | None:
+        self._prune()
+        return self._notes.get(call_uuid)
+
+    def _prune(self) -> None:
+        old = time.monotonic() - self._keep_s
+        for key in [k for k, n in self._notes.items() if n.at < old]:
+            del self._notes[key]
+
+
 class AudioSocketStream:
     """The AudioSink of one AudioSocket connection."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        transfers: TransferNotes | None = None,
+    ) -> None:
         self._writer = writer
         self._out = StreamResampler(16000, 8000)
         self._pending = bytearray()
         self.closed = False
+        self.call_uuid: str | None = None
+        self._transfers = transfers
+
+    def can_transfer(self) -> bool:
+        return self._transfers is not None and self.call_uuid is not None
+
+    async def transfer(self, target: str, headers: dict[str, str]) -> tuple[bool, str | None]:
+        """Leave the target for the dialplan (it reads it once we hang up)."""
+        if self._transfers is None or self.call_uuid is None:
+            return False, "AudioSocket transfers are off (media.audiosocket_transfer)"
+        cid = headers.get("X-Receptionist-Conversation-Id")
+        self._transfers.put(self.call_uuid, target, cid)
+        log.info("media.audiosocket.transfer", call_id=self.call_uuid, target=target)
+        return True, None
 
     async def send_audio(self, pcm: bytes) -> None:
         if self.closed:
@@ -86,9 +140,10 @@ async def serve_connection(
     writer: asyncio.StreamWriter,
     settings: Settings,
     make_session: SessionFactory,
+    transfers: TransferNotes | None = None,
 ) -> None:
     peer = writer.get_extra_info("peername")
-    sink = AudioSocketStream(writer)
+    sink = AudioSocketStream(writer, transfers)
     session: VoiceSession | None = None
     task: asyncio.Task[None] | None = None
     guard = FloodGuard(settings.media.max_frames_per_s)
@@ -101,6 +156,7 @@ async def serve_connection(
                 if kind != UUID or len(payload) != 16:
                     raise StreamError("not_started", "the first message must be the call UUID")
                 call = str(uuid.UUID(bytes=payload))
+                sink.call_uuid = call
                 info = CallInfo(
                     transport="audiosocket",
                     call_id=call,

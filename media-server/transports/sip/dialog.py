@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import structlog
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("media_server.sip.call")
 
 T1, T2 = 0.5, 4.0
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY"
 SUPPORTED = "timer"
 MIN_SE = 90
 DTMF_KEYS = frozenset("0123456789*#ABCD")
@@ -83,6 +84,7 @@ class SipCall:
         self._ringer: asyncio.Task[None] | None = None
         self._awaiting_ack: SipMessage | None = None  # the INVITE whose 200 waits for its ACK
         self._offered = False  # our 200 carried the offer; the answer comes in the ACK
+        self._refer: asyncio.Future[tuple[bool, str | None]] | None = None  # transfer under way
         self.caller = _caller_number(invite)
 
     # -- the INVITE ------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class SipCall:
             self._on_info(req)
         elif req.method == "OPTIONS":
             self.server.respond(req, self.source, self.server.options_response(req))
+        elif req.method == "NOTIFY":
+            self._on_notify(req)
         else:
             self.server.respond(req, self.source, response(req, 405, headers=[("Allow", ALLOW)]))
 
@@ -302,6 +306,71 @@ class SipCall:
                 response(req, 415, headers=[("Accept", "application/dtmf-relay")]),
             )
 
+    # -- transfer out (RFC 3515 REFER, RFC 5589 call transfer) -----------------------------
+    def can_transfer(self) -> bool:
+        return True
+
+    async def transfer(self, target: str, headers: dict[str, str]) -> tuple[bool, str | None]:
+        """Ask the caller's side to call ``target`` instead (blind transfer): REFER, then
+        wait for the NOTIFY that says how the new call went. ``headers`` go on the REFER and
+        into the Refer-To URI, so the new INVITE carries them (the conversation id, for a
+        downstream system to fetch the transcript). ``(True, None)`` once the target
+        answered; ``(False, why)`` otherwise, the call still ours. The caller of this hangs
+        up on success (RFC 5589: the transferor sends the BYE)."""
+        if self.state != "confirmed":
+            return False, f"the call is {self.state}"
+        if self._refer is not None:
+            return False, "a transfer is already under way"
+        done: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        self._refer = done
+
+        def answered(resp: SipMessage | None) -> None:
+            if done.done():
+                return
+            if resp is None:
+                done.set_result((False, "no answer to the REFER"))
+            elif resp.status >= 300:
+                done.set_result((False, f"REFER answered {resp.status} {resp.reason}".strip()))
+            # a 2xx: the outcome comes in NOTIFYs
+
+        refer = self._request("REFER")
+        refer.add("Refer-To", f"<{_with_uri_headers(target, headers)}>")
+        refer.add("Referred-By", f"<{self._local_uri()}>")
+        for name, value in headers.items():
+            refer.add(name, value)
+        refer.add("Contact", self.server.contact(self.source))
+        refer.add("User-Agent", "receptionist")
+        timeout = self.server.settings.media.sip_transfer_timeout_s
+        log.info("media.sip.refer_sent", call_id=self.call_id, target=target)
+        self.server.send_request(refer, self.source, self._bye_destination(), on_final=answered)
+        try:
+            ok, why = await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            ok, why = False, f"no final NOTIFY within {timeout:g} s"
+        finally:
+            self._refer = None
+            self.server.forget_request(refer.top_via.branch)
+        log.info("media.sip.transfer", call_id=self.call_id, target=target, ok=ok, detail=why)
+        return ok, why
+
+    def _on_notify(self, req: SipMessage) -> None:
+        """Progress of our REFER: a message/sipfrag body with the new call's status line."""
+        event = (req.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer":
+            self.server.respond(req, self.source, self._response(req, 489))  # Bad Event
+            return
+        self.server.respond(req, self.source, self._response(req, 200))
+        status = _sipfrag_status(req.body)
+        state = (req.get("Subscription-State") or "").split(";")[0].strip().lower()
+        done = self._refer
+        if done is None or done.done():
+            return
+        if status is not None and status >= 200:
+            ok = status < 300
+            done.set_result((ok, None if ok else f"the transfer target answered {status}"))
+        elif state == "terminated":
+            done.set_result((False, "the transfer ended without a final status"))
+
     # -- watchdog, from the server's housekeeping ------------------------------------------
     def check_timers(self, now: float) -> None:
         if self.state != "confirmed":
@@ -341,19 +410,29 @@ class SipCall:
             self._send_bye(reason)
         self._finish(reason)
 
-    def _send_bye(self, reason: str) -> None:
+    def _request(self, method: str) -> SipMessage:
+        """A new request of ours within the dialog (we are the INVITE's UAS)."""
         self.local_cseq += 1
-        bye = SipMessage(method="BYE", uri=self._remote_target())
+        req = SipMessage(method=method, uri=self._remote_target())
         sent_by = self.server.via_host(self.source)
-        bye.add("Via", f"SIP/2.0/{self.source.transport} {sent_by};branch={new_branch()};rport")
-        bye.add("Max-Forwards", "70")
+        req.add("Via", f"SIP/2.0/{self.source.transport} {sent_by};branch={new_branch()};rport")
+        req.add("Max-Forwards", "70")
         to_addr = parse_name_addr(self.invite.get("To") or "")
-        bye.add("From", to_addr.with_tag(self.local_tag))
-        bye.add("To", self.invite.get("From") or "")
-        bye.add("Call-ID", self.call_id)
-        bye.add("CSeq", f"{self.local_cseq} BYE")
+        req.add("From", to_addr.with_tag(self.local_tag))
+        req.add("To", self.invite.get("From") or "")
+        req.add("Call-ID", self.call_id)
+        req.add("CSeq", f"{self.local_cseq} {method}")
         for route in self.invite.get_all("Record-Route"):
-            bye.add("Route", route)
+            req.add("Route", route)
+        return req
+
+    def _local_uri(self) -> str:
+        with contextlib.suppress(SipParseError):
+            return parse_name_addr(self.invite.get("To") or "").uri
+        return self.invite.uri
+
+    def _send_bye(self, reason: str) -> None:
+        bye = self._request("BYE")
         bye.add("Reason", f'SIP;cause=200;text="{reason}"')
         bye.add("User-Agent", "receptionist")
         self.server.send_request(bye, self.source, self._bye_destination())
@@ -411,6 +490,23 @@ class SipCall:
                 rtcp_in=c.rtcp_in,
                 rtcp_out=c.rtcp_out,
             )
+
+
+def _with_uri_headers(target: str, headers: dict[str, str]) -> str:
+    """``target`` with ``headers`` as URI headers (RFC 3261 19.1.1: ``?name=value&…``),
+    escaped; tel: URIs cannot carry them."""
+    if not headers or not target.lower().startswith(("sip:", "sips:")):
+        return target
+    joined = "&".join(f"{quote(k, safe='-')}={quote(v, safe='')}" for k, v in headers.items())
+    return f"{target}{'&' if '?' in target else '?'}{joined}"
+
+
+def _sipfrag_status(body: bytes) -> int | None:
+    """The status code of a message/sipfrag body's first line (``SIP/2.0 200 OK``)."""
+    first = body.decode("utf-8", "replace").strip().split("\n", 1)[0].split()
+    if len(first) >= 2 and first[0].upper() == "SIP/2.0" and first[1].isdigit():
+        return int(first[1])
+    return None
 
 
 def _options(req: SipMessage, name: str) -> set[str]:

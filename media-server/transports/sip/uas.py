@@ -106,6 +106,7 @@ class SipServer:
         self._tx: dict[tuple[str, str, str], tuple[bytes | None, float]] = {}
         self._ack_waits: dict[str, asyncio.Task[None]] = {}  # INVITE branch -> retransmitter
         self._client_tx: dict[str, asyncio.Task[None]] = {}
+        self._on_final: dict[str, Callable[[SipMessage | None], None]] = {}  # branch -> waiter
         self._log_budget = BucketsByKey(60.0, 20.0)
         self._flood = BucketsByKey(6000.0, 300.0)
         self._udp: asyncio.DatagramTransport | None = None
@@ -404,6 +405,9 @@ class SipServer:
             task = self._client_tx.pop(branch, None)
             if task is not None:
                 task.cancel()
+            waiter = self._on_final.pop(branch, None)
+            if waiter is not None:
+                waiter(msg)
 
     # -- sending ---------------------------------------------------------------------------
     def respond(self, req: SipMessage, source: Source, msg: SipMessage) -> None:
@@ -438,10 +442,19 @@ class SipServer:
     def _send(self, source: Source, msg: SipMessage) -> None:
         source.send(msg.to_bytes())
 
-    def send_request(self, req: SipMessage, source: Source, dest: tuple[str, int]) -> None:
-        """A request of ours in a dialog (BYE), retransmitted over UDP until answered."""
+    def send_request(
+        self,
+        req: SipMessage,
+        source: Source,
+        dest: tuple[str, int],
+        on_final: Callable[[SipMessage | None], None] | None = None,
+    ) -> None:
+        """A request of ours in a dialog (BYE, REFER), retransmitted over UDP until answered.
+        ``on_final`` gets the final response, or None when none came (timeout, 64*T1)."""
         data = req.to_bytes()
         branch = req.top_via.branch
+        if on_final is not None:
+            self._on_final[branch] = on_final
         if source.transport == "TCP":
             source.send(data)
             return
@@ -467,6 +480,16 @@ class SipServer:
         finally:
             if self._client_tx.get(branch) is asyncio.current_task():
                 del self._client_tx[branch]
+                waiter = self._on_final.pop(branch, None)
+                if waiter is not None:
+                    waiter(None)
+
+    def forget_request(self, branch: str) -> None:
+        """Stop waiting for the answer to one of our requests (its caller gave up)."""
+        self._on_final.pop(branch, None)
+        task = self._client_tx.pop(branch, None)
+        if task is not None:
+            task.cancel()
 
     def options_response(self, req: SipMessage) -> SipMessage:
         return response(
