@@ -262,7 +262,13 @@ def _bench_handoff(agents: int, tickets: int) -> int:
 
 
 def _bench_voice(
-    settings: Settings, url: str | None, calls: str, turns: int, stagger: float
+    settings: Settings,
+    url: str | None,
+    calls: str,
+    turns: int,
+    stagger: float,
+    transport: str = "ws",
+    sip: str | None = None,
 ) -> int:
     from media_server.bench import bench_voice, report
 
@@ -272,8 +278,20 @@ def _bench_voice(
         print(f"error: --calls takes numbers like 1,4,8, not {calls!r}", file=sys.stderr)
         return 2
     base = (url or settings.media.url()).rstrip("/")
-    print(f"voice benchmark against {base}: {turns} turns per call, calls {counts}")
-    levels = asyncio.run(bench_voice(base, settings.media.tts_voice, counts, turns, stagger))
+    peer: tuple[str, int] | None = None
+    if transport == "sip":
+        host, _, port = (sip or f"127.0.0.1:{settings.media.sip_port}").rpartition(":")
+        if not host or not port.isdigit():
+            print(f"error: --sip takes HOST:PORT, not {sip!r}", file=sys.stderr)
+            return 2
+        peer = (host, int(port))
+        where = f"sip:{host}:{port}"
+    else:
+        where = base
+    print(f"voice benchmark against {where}: {turns} turns per call, calls {counts}")
+    levels = asyncio.run(
+        bench_voice(base, settings.media.tts_voice, counts, turns, stagger, sip=peer)
+    )
     print(report(levels))
     return 0 if all(lv["failed"] == 0 for lv in levels) else 1
 
@@ -405,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument(
         "--stagger", type=float, default=3.0, help="seconds over which the calls arrive"
     )
+    vb.add_argument(
+        "--transport",
+        choices=("ws", "sip"),
+        default="ws",
+        help="ws: Twilio media streams; sip: SIP and RTP over UDP",
+    )
+    vb.add_argument("--sip", help="HOST:PORT of the SIP listener (default 127.0.0.1:sip_port)")
     sim = sub.add_parser(
         "simulate", help="scripted contact-centre traffic through the running receptionist"
     )
@@ -472,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench" and args.bench_command == "webchat":
         return _bench_webchat(settings, args.url, args.visitors, args.messages, args.think)
     if args.command == "bench" and args.bench_command == "voice":
-        return _bench_voice(settings, args.url, args.calls, args.turns, args.stagger)
+        return _bench_voice(
+            settings, args.url, args.calls, args.turns, args.stagger, args.transport, args.sip
+        )
     if args.command == "bench" and args.bench_command == "handoff":
         return _bench_handoff(args.agents, args.tickets)
     if args.command == "bench":

@@ -1,5 +1,6 @@
 """``receptionist bench voice``: concurrent simulated calls over the WebSocket media-stream
-transport, in real time, against a running media server (``make run``).
+transport (or SIP and RTP, ``--transport sip``), in real time, against a running media
+server (``make run``).
 
 Each call waits for the greeting, then asks a few questions (Piper-synthesized English,
 streamed as 8 kHz μ-law at real-time pace) and measures, per turn, the time from the end of
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from media_server.audio.resample import resample
 from media_server.caller import TwilioCaller
+from media_server.sip_caller import SipCaller
 
 QUESTIONS = (
     "What are your opening hours?",
@@ -50,12 +53,16 @@ def synthesize_questions(voice: str) -> list[np.ndarray]:
 
 
 async def one_call(
-    url: str, speech: list[np.ndarray], turns: int, offset: int, delay_s: float = 0.0
+    connect: Callable[[], TwilioCaller | SipCaller],
+    speech: list[np.ndarray],
+    turns: int,
+    offset: int,
+    delay_s: float = 0.0,
 ) -> CallResult:
     lat: list[float] = []
     await asyncio.sleep(delay_s)
     try:
-        async with TwilioCaller(url) as caller:
+        async with connect() as caller:
             await caller.wait_speech(0.0, timeout=60)
             await caller.wait_quiet(0.5, timeout=60)
             for i in range(turns):
@@ -82,16 +89,26 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run_level(
-    base: str, speech: list[np.ndarray], calls: int, turns: int, stagger_s: float = 3.0
+    base: str,
+    speech: list[np.ndarray],
+    calls: int,
+    turns: int,
+    stagger_s: float = 3.0,
+    sip: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """``calls`` concurrent calls; they arrive spread evenly over ``stagger_s`` seconds (real
-    callers do not all start talking in the same 20 ms)."""
+    callers do not all start talking in the same 20 ms). Over the Twilio media-stream
+    WebSocket, or over SIP and RTP to ``sip`` (host, port)."""
     ws = base.replace("http", "ws", 1) + "/media/twilio"
+
+    def connect() -> TwilioCaller | SipCaller:
+        return SipCaller(*sip) if sip is not None else TwilioCaller(ws)
+
     async with aiohttp.ClientSession() as http:
         before = await _stats(http, base)
         started = time.monotonic()
         results = await asyncio.gather(
-            *(one_call(ws, speech, turns, i, stagger_s * i / calls) for i in range(calls))
+            *(one_call(connect, speech, turns, i, stagger_s * i / calls) for i in range(calls))
         )
         wall = time.monotonic() - started
         after = await _stats(http, base)
@@ -143,11 +160,16 @@ def report(levels: list[dict[str, Any]]) -> str:
 
 
 async def bench_voice(
-    base: str, voice: str, counts: list[int], turns: int, stagger_s: float = 3.0
+    base: str,
+    voice: str,
+    counts: list[int],
+    turns: int,
+    stagger_s: float = 3.0,
+    sip: tuple[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     speech = await asyncio.to_thread(synthesize_questions, voice)
     levels = []
     for n in counts:
-        levels.append(await run_level(base, speech, n, turns, stagger_s))
+        levels.append(await run_level(base, speech, n, turns, stagger_s, sip))
         print(report(levels[-1:]).splitlines()[1], flush=True)
     return levels

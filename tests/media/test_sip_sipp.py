@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from media_server.bench import run_level
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import bot_for
 from tests.media.sip_peer import (
@@ -287,3 +288,17 @@ async def test_hold_and_resume_by_reinvite_and_session_timer_refresh(
             break
         await asyncio.sleep(0.2)
     assert ended and ended[0]["reason"] == "caller_hangup"
+
+
+async def test_bench_callers_over_sip_measure_the_reply_latency(
+    sip_media: MediaService, voice: PiperSynthesizer
+) -> None:
+    """``receptionist bench voice --transport sip``: Python SIP callers (INVITE, RTP in real
+    time, BYE) get answered and time each reply."""
+    speech = [spoken(voice, "What are your opening hours?")]
+    sip = ("127.0.0.1", sip_media.settings.media.sip_port)
+    level = await run_level(sip_media.url, speech, calls=2, turns=1, stagger_s=1.0, sip=sip)
+    assert level["failed"] == 0, level["errors"]
+    assert level["turns"] == 2
+    assert 100 < level["p50_ms"] < 5000, level  # endpointing alone takes ~500 ms
+    assert level["client_late_frames"] == 0
