@@ -91,8 +91,8 @@ async function openTicket(id) {
 
 // -- taking a phone call's audio: caller → speakers, microphone → caller (media server) -----
 const callAudio = { ws: null, ctx: null, stream: null, node: null, grant: null, grantTicket: null,
-                    ticket: null, playAt: 0, pending: [], received: 0, sent: 0 };
-window.__agentAudio = callAudio; // received / sent frame counters, read by the browser tests
+                    ticket: null, playAt: 0, pending: [], received: 0, loud: 0, sent: 0 };
+window.__agentAudio = callAudio; // frame counters (received, loud: speech, sent) for the tests
 const FRAME_SAMPLES = 320; // 20 ms at 16 kHz
 
 function playCaller(buf) {
@@ -101,7 +101,9 @@ function playCaller(buf) {
   callAudio.received += 1;
   const audio = callAudio.ctx.createBuffer(1, pcm.length, 16000);
   const ch = audio.getChannelData(0);
-  for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+  let energy = 0;
+  for (let i = 0; i < pcm.length; i++) { ch[i] = pcm[i] / 32768; energy += ch[i] * ch[i]; }
+  if (Math.sqrt(energy / pcm.length) > 0.02) callAudio.loud += 1;
   const src = callAudio.ctx.createBufferSource();
   src.buffer = audio; src.connect(callAudio.ctx.destination);
   const now = callAudio.ctx.currentTime;

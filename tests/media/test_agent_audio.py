@@ -2,14 +2,19 @@
 owns a voice ticket a signed token; with it the agent's browser hears the caller and talks
 back through the media server (``/media/agent``), while the caller's words keep arriving
 as turns (live captions). Real bot and media server (same data dir: the shared secret),
-scripted Rasa; a protocol-level agent, then real Chromium with a fake microphone."""
+scripted Rasa; a protocol-level agent, then SIPp calling and real Chromium answering with
+a fake microphone."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import subprocess
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +26,12 @@ from playwright.sync_api import sync_playwright
 
 from bot.desk import media_token
 from bot.webchat.identity import sign
+from media_server.audio.codecs import ulaw_decode
 from media_server.caller import TwilioCaller
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import ARGS, CHROMIUM
 from tests.media.callers import speech
+from tests.media.sip_peer import run_sipp, sipp_log, spoken, write_rtp_pcap
 from tests.media.test_hold import conversation_of, greeted, on_hold, rms
 from tests.procs import BotService, MediaService, free_port, instance_settings, running_media
 from tests.stub_rasa import StubRasa, stub_rasa
@@ -178,23 +185,53 @@ async def test_bad_tokens_are_refused(call_media: MediaService, desk_bot: BotSer
     assert code == 4404 and error["code"] == "no_call"
 
 
-def test_agent_takes_the_call_in_the_desk(call_media: MediaService, desk_bot: BotService) -> None:
+def test_sipp_caller_is_answered_by_an_agent_in_chromium(
+    call_media: MediaService, desk_bot: BotService, voice: PiperSynthesizer, tmp_path: Path
+) -> None:
+    """SIPp calls and presses 0; the agent accepts in the desk and takes the audio in
+    Chromium, whose fake microphone plays a file (the agent speaking): the caller's speech
+    reaches the page, and the agent's reaches SIPp's side in the call's RTP, on a line that
+    was quiet (no music, no bot) until the agent took the audio."""
+    mic = tmp_path / "agent.wav"
+    agent_voice = speech(voice, "Hello, this is Bo at the front desk. How can I help?", 16000)
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.asarray(agent_voice, dtype="<i2").tobytes())
+    write_rtp_pcap(
+        tmp_path / "caller.pcap", spoken(voice, "I have a question about my last bill."), 0
+    )
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", 0))
+    rtp.settimeout(0.2)
+    received: list[tuple[float, float]] = []  # arrival, RMS of each PCMU packet
     stop = threading.Event()
-    placed: list[str] = []
 
-    async def call() -> None:
-        async with TwilioCaller(call_media.ws + "/media/twilio") as caller:
-            await greeted(caller)
-            await caller.press("0")  # a person, please
-            placed.append(caller.call_sid)
-            await asyncio.to_thread(stop.wait, 120)
+    def record() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                data = rtp.recv(2048)
+                if len(data) > 12 and data[1] & 0x7F == 0:
+                    pcm = ulaw_decode(data[12:]).astype(np.float64)
+                    received.append((time.monotonic(), float(np.sqrt((pcm**2).mean()))))
 
-    caller_thread = threading.Thread(target=asyncio.run, args=(call(),), daemon=True)
-    caller_thread.start()
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    result: list[subprocess.CompletedProcess[str]] = []
+    port = str(rtp.getsockname()[1])
+    sipp = threading.Thread(
+        target=lambda: result.append(
+            asyncio.run(run_sipp(call_media, "agent_call.xml", tmp_path, "-set", "rtpport", port))
+        ),
+        daemon=True,
+    )
+    sipp.start()
     args = [
         *ARGS,
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}",
         "--autoplay-policy=no-user-gesture-required",
     ]
     try:
@@ -210,17 +247,36 @@ def test_agent_takes_the_call_in_the_desk(call_media: MediaService, desk_bot: Bo
                 page.locator("#live").get_by_text("live").wait_for(timeout=10_000)
                 page.select_option("#presence", "available")
                 page.get_by_role("button", name="Accept").first.click(timeout=60_000)
+                # "Bo has joined the call." ends the music; wait for the line to go quiet
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and loud_between(
+                    received, time.monotonic() - 1.0, time.monotonic()
+                ):
+                    page.wait_for_timeout(100)
+                taken = time.monotonic()
                 page.get_by_role("button", name="Take the call (audio)").click(timeout=10_000)
+                # the caller's speech plays in the page; the microphone goes to the call
                 page.wait_for_function(
-                    "() => window.__agentAudio.received > 10 && window.__agentAudio.sent > 10",
-                    timeout=15_000,
+                    "() => window.__agentAudio.loud > 25 && window.__agentAudio.sent > 200",
+                    timeout=30_000,
                 )
+                dropped = time.monotonic()
                 page.get_by_role("button", name="Hang up audio").click()
                 page.get_by_role("button", name="Take the call (audio)").wait_for(timeout=5_000)
             finally:
                 browser.close()
+        sipp.join(120)
     finally:
         stop.set()
-        caller_thread.join(30)
-    assert placed
+        recorder.join(5)
+        rtp.close()
+    assert result and result[0].returncode == 0, sipp_log(tmp_path, result[0])
     assert call_media.log_events("media.agent.connected")
+    # quiet before the agent took the audio, the agent's voice after
+    assert loud_between(received, taken - 1.0, taken) <= 5
+    assert loud_between(received, taken + 0.3, dropped) >= 50
+
+
+def loud_between(received: list[tuple[float, float]], t0: float, t1: float) -> int:
+    """Loud (speech) packets of the call's RTP that arrived between t0 and t1."""
+    return sum(1 for at, level in list(received) if t0 <= at <= t1 and level > 300)
