@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from bot.desk import media_token
@@ -226,7 +227,6 @@ def test_sipp_caller_is_answered_by_an_agent_in_chromium(
         ),
         daemon=True,
     )
-    sipp.start()
     args = [
         *ARGS,
         "--use-fake-ui-for-media-stream",
@@ -246,6 +246,7 @@ def test_sipp_caller_is_answered_by_an_agent_in_chromium(
                 page.goto(desk_bot.url + "/desk")
                 page.locator("#live").get_by_text("live").wait_for(timeout=10_000)
                 page.select_option("#presence", "available")
+                sipp.start()  # the agent is ready: the call is offered as soon as it asks
                 page.get_by_role("button", name="Accept").first.click(timeout=60_000)
                 # "Bo has joined the call." ends the music; wait for the line to go quiet
                 deadline = time.monotonic() + 15
@@ -256,10 +257,17 @@ def test_sipp_caller_is_answered_by_an_agent_in_chromium(
                 taken = time.monotonic()
                 page.get_by_role("button", name="Take the call (audio)").click(timeout=10_000)
                 # the caller's speech plays in the page; the microphone goes to the call
-                page.wait_for_function(
-                    "() => window.__agentAudio.loud > 25 && window.__agentAudio.sent > 200",
-                    timeout=30_000,
-                )
+                try:
+                    page.wait_for_function(
+                        "() => window.__agentAudio.loud > 25 && window.__agentAudio.sent > 200",
+                        timeout=30_000,
+                    )
+                except PlaywrightTimeout:
+                    counts = page.evaluate(
+                        "() => [window.__agentAudio.received, window.__agentAudio.loud,"
+                        " window.__agentAudio.sent]"
+                    )
+                    raise AssertionError(f"received, loud, sent frames: {counts}") from None
                 dropped = time.monotonic()
                 page.get_by_role("button", name="Hang up audio").click()
                 page.get_by_role("button", name="Take the call (audio)").wait_for(timeout=5_000)
