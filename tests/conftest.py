@@ -15,6 +15,7 @@ from tests.procs import (
     Postgres,
     RasaStack,
     instance_settings,
+    serving,
     start_postgres,
     stop_postgres,
 )
@@ -65,12 +66,9 @@ def bot_for(rasa: RasaStack, data_dir: Path, **env: str) -> BotService:
 
 @pytest.fixture(scope="session")
 def bot(rasa: RasaStack, main_home: Path) -> Iterator[BotService]:
-    svc = bot_for(rasa, main_home, RECEPTIONIST_SERVER__PORT=str(rasa.settings.server.port))
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(
+        bot_for(rasa, main_home, RECEPTIONIST_SERVER__PORT=str(rasa.settings.server.port))
+    )
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.config import Settings, load_settings
 from bot.rasa_runtime import actions_command, actions_env, rasa_env, server_command
@@ -293,15 +293,40 @@ class MediaService:
         return out
 
 
-def running_media(data_dir: Path, **env: str) -> Iterator[MediaService]:
-    """A media server with its own data dir and ports (``env`` overrides, e.g. its bot)."""
-    settings, full_env = instance_settings(data_dir, **env)
-    svc = MediaService(settings, full_env)
+class _Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def serving(svc: S) -> Iterator[S]:
+    """Start a service, yield it, stop it (``yield from serving(…)`` in a fixture)."""
     svc.start()
     try:
         yield svc
     finally:
         svc.stop()
+
+
+def running_media(data_dir: Path, **env: str) -> Iterator[MediaService]:
+    """A media server with its own data dir and ports (``env`` overrides, e.g. its bot)."""
+    settings, full_env = instance_settings(data_dir, **env)
+    yield from serving(MediaService(settings, full_env))
+
+
+def media_for(bot: BotService, data_dir: Path, **env: str) -> Iterator[MediaService]:
+    """A media server whose calls go to ``bot``; callers get 30 s to speak (loaded CI
+    machines), unless ``env`` says otherwise."""
+    yield from running_media(
+        data_dir,
+        **{
+            "RECEPTIONIST_MEDIA__BOT_URL": bot.url,
+            "RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S": "30",
+            **env,
+        },
+    )
 
 
 @dataclass

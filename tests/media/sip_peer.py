@@ -198,3 +198,15 @@ def check_bot_rtp(rec: RtpRecorder, ssrc: int, payload_type: int) -> np.ndarray:
     span = packets[-1][0] - packets[0][0]
     assert abs(span - (len(packets) - 1) * 0.02) < 0.5 + 0.05 * span, (span, len(packets))
     return rec.audio(ssrc)
+
+
+def call_ended(media: MediaService, call_id: str) -> dict[str, Any]:
+    """The media server's ``media.sip.call_ended`` record of a call, once logged (after the
+    session has wound down)."""
+    deadline = time.monotonic() + 15
+    while True:
+        ended = [e for e in media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
+        if ended:
+            return dict(ended[0])
+        assert time.monotonic() < deadline, "the call never ended"
+        time.sleep(0.2)

@@ -34,7 +34,7 @@ from tests.conftest import ARGS, CHROMIUM
 from tests.media.callers import speech
 from tests.media.sip_peer import run_sipp, sipp_log, spoken, write_rtp_pcap
 from tests.media.test_hold import conversation_of, greeted, on_hold, rms
-from tests.procs import BotService, MediaService, free_port, instance_settings, running_media
+from tests.procs import BotService, MediaService, free_port, instance_settings, media_for, serving
 from tests.stub_rasa import StubRasa, stub_rasa
 from tests.test_desk import PASSWORD, Desk, add_user
 
@@ -64,21 +64,12 @@ def desk_bot(rasa_stub: StubRasa, home: Path) -> Iterator[BotService]:
     svc = BotService(settings, env)
     add_user(svc, "ana", "agent", "general:2", "Ana")
     add_user(svc, "bo", "agent", "general:2", "Bo")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(svc)
 
 
 @pytest.fixture(scope="module")
 def call_media(desk_bot: BotService, home: Path) -> Iterator[MediaService]:
-    yield from running_media(
-        home,
-        RECEPTIONIST_MEDIA__PORT=str(MEDIA_PORT),
-        RECEPTIONIST_MEDIA__BOT_URL=desk_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
-    )
+    yield from media_for(desk_bot, home, RECEPTIONIST_MEDIA__PORT=str(MEDIA_PORT))
 
 
 async def _stream(ws: aiohttp.ClientWebSocketResponse, pcm: np.ndarray) -> None:

@@ -21,7 +21,7 @@ from playwright.sync_api import sync_playwright
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import ARGS, CHROMIUM, bot_for
 from tests.media.callers import speech
-from tests.procs import BotService, MediaService, RasaStack, free_port, running_media
+from tests.procs import BotService, MediaService, RasaStack, free_port, running_media, serving
 
 MEDIA_PORT = free_port()
 
@@ -36,11 +36,7 @@ def web_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     svc = bot_for(
         rasa, tmp_path_factory.mktemp("web-bot"), RECEPTIONIST_MEDIA__PORT=str(MEDIA_PORT)
     )
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(svc)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from media_server.audio import SAMPLE_RATE
 from media_server.caller import TwilioCaller
 from media_server.hold import MohLibrary, MohPlayer, comfort_tone, load_wav
 from media_server.prompts import ENGLISH
-from tests.procs import BotService, MediaService, instance_settings, running_media
+from tests.procs import BotService, MediaService, instance_settings, media_for, serving
 from tests.stub_rasa import StubRasa, stub_rasa
 from tests.test_desk import Desk, add_user
 
@@ -95,21 +95,16 @@ def hold_bot(rasa_stub: StubRasa, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     svc = BotService(settings, env)
     add_user(svc, "ana", "agent", "general:2", "Ana")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(svc)
 
 
 @pytest.fixture(scope="module")
 def hold_media(
     hold_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
-    yield from running_media(
+    yield from media_for(
+        hold_bot,
         tmp_path_factory.mktemp("hold-media"),
-        RECEPTIONIST_MEDIA__BOT_URL=hold_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
         RECEPTIONIST_MEDIA__HOLD_UPDATE_S=str(HOLD_UPDATE_S),
     )
 

@@ -16,7 +16,7 @@ from media_server.caller import TwilioCaller
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import bot_for
 from tests.media.callers import speech
-from tests.procs import BotService, MediaService, RasaStack, running_media
+from tests.procs import BotService, MediaService, RasaStack, media_for, serving
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -50,23 +50,14 @@ async def scrape_until(url: str, done: Callable[[Samples], bool], what: str) -> 
 
 @pytest.fixture(scope="module")
 def metrics_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
-    svc = bot_for(rasa, tmp_path_factory.mktemp("metrics-bot"))
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(bot_for(rasa, tmp_path_factory.mktemp("metrics-bot")))
 
 
 @pytest.fixture(scope="module")
 def media(
     metrics_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
-    yield from running_media(
-        tmp_path_factory.mktemp("metrics-media"),
-        RECEPTIONIST_MEDIA__BOT_URL=metrics_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
-    )
+    yield from media_for(metrics_bot, tmp_path_factory.mktemp("metrics-media"))
 
 
 async def test_one_call_fills_the_voice_metrics(

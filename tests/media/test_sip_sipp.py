@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from media_server.bench import run_level
 from media_server.tts.piper_engine import PiperSynthesizer
 from tests.conftest import bot_for
 from tests.media.sip_peer import (
+    call_ended,
     check_bot_rtp,
     conversation,
     conversations_of,
@@ -31,7 +31,7 @@ from tests.media.sip_peer import (
     spoken,
     write_rtp_pcap,
 )
-from tests.procs import BotService, MediaService, RasaStack, running_media
+from tests.procs import BotService, MediaService, RasaStack, media_for, serving
 
 TRUNK_PASSWORD = "test-only-trunk-password"
 
@@ -41,22 +41,16 @@ TRUNK_PASSWORD = "test-only-trunk-password"
 
 @pytest.fixture(scope="module")
 def sip_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
-    svc = bot_for(rasa, tmp_path_factory.mktemp("sip-bot"))
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(bot_for(rasa, tmp_path_factory.mktemp("sip-bot")))
 
 
 @pytest.fixture(scope="module")
 def sip_media(
     sip_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
-    yield from running_media(
+    yield from media_for(
+        sip_bot,
         tmp_path_factory.mktemp("sip-media"),
-        RECEPTIONIST_MEDIA__BOT_URL=sip_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
         RECEPTIONIST_MEDIA__SIP_RING_MS="1000",
         RECEPTIONIST_MEDIA__SIP_ALLOWED_NETWORKS='["127.0.0.1/32"]',
         RECEPTIONIST_MEDIA__SIP_USERS=f'{{"trunk": "{TRUNK_PASSWORD}"}}',
@@ -137,13 +131,7 @@ async def test_caller_says_goodbye_and_the_bot_hangs_up(
     assert users and users[-1]["intent"] == "goodbye", users
     # logged once the session has wound down (its recognizer streams closed), just after
     # the BYE went out
-    deadline = time.monotonic() + 15
-    while True:
-        ended = [e for e in sip_media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
-        if ended or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert ended and ended[0]["reason"] == "goodbye"
+    assert call_ended(sip_media, call_id)["reason"] == "goodbye"
 
 
 async def test_cancel_while_ringing(sip_media: MediaService, workdir: Path) -> None:
@@ -281,13 +269,7 @@ async def test_hold_and_resume_by_reinvite_and_session_timer_refresh(
     hold = [e for e in sip_media.log_events("media.sip.hold") if e["call_id"] == call_id]
     resume = [e for e in sip_media.log_events("media.sip.resume") if e["call_id"] == call_id]
     assert len(hold) == 1 and len(resume) == 1
-    deadline = time.monotonic() + 15
-    while True:
-        ended = [e for e in sip_media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
-        if ended or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert ended and ended[0]["reason"] == "caller_hangup"
+    assert call_ended(sip_media, call_id)["reason"] == "caller_hangup"
 
 
 async def test_bench_callers_over_sip_measure_the_reply_latency(

@@ -7,6 +7,7 @@ HTTP (Asterisk itself is not installable here: a protocol-level client stands in
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -18,35 +19,38 @@ import numpy as np
 import pytest
 
 from tests.conftest import bot_for
-from tests.media.sip_peer import conversation, conversations_of, rtp_recorder, run_sipp, sipp_log
+from tests.media.sip_peer import (
+    call_ended,
+    conversation,
+    conversations_of,
+    rtp_recorder,
+    run_sipp,
+    sipp_log,
+)
 from tests.media.test_voice_calls import AudioSocketCaller
-from tests.procs import BotService, MediaService, RasaStack, running_media
+from tests.procs import BotService, MediaService, RasaStack, media_for, serving
 
 TARGET = "sip:desk@127.0.0.1:5999"
 
 
 @pytest.fixture(scope="module")
 def transfer_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
-    svc = bot_for(
-        rasa,
-        tmp_path_factory.mktemp("transfer-bot"),
-        RECEPTIONIST_HANDOFF__TRANSFER_TO=f'{{"general": "{TARGET}"}}',
+    yield from serving(
+        bot_for(
+            rasa,
+            tmp_path_factory.mktemp("transfer-bot"),
+            RECEPTIONIST_HANDOFF__TRANSFER_TO=f'{{"general": "{TARGET}"}}',
+        )
     )
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="module")
 def transfer_media(
     transfer_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
-    yield from running_media(
+    yield from media_for(
+        transfer_bot,
         tmp_path_factory.mktemp("transfer-media"),
-        RECEPTIONIST_MEDIA__BOT_URL=transfer_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
         RECEPTIONIST_MEDIA__SIP_RING_MS="200",
         RECEPTIONIST_MEDIA__SIP_TRANSFER_TIMEOUT_S="15",
         RECEPTIONIST_MEDIA__AUDIOSOCKET_TRANSFER="true",
@@ -112,7 +116,7 @@ async def test_refer_accepted_and_the_target_answers(
     # a downstream system fetches the transcript by the id the REFER carried
     status, fetched = transfer_bot.api("GET", f"/conversations/{cid}")
     assert status == 200 and fetched["transcript"], fetched
-    ended = _ended(transfer_media, call_id)
+    ended = call_ended(transfer_media, call_id)
     assert ended["reason"] == "transferred"
 
 
@@ -141,7 +145,7 @@ async def test_failed_transfer_keeps_the_caller_queued(
     assert not _events(conv, "transferred_out")
     # it stayed in the queue until the caller hung up: an abandoned wait
     assert _events(conv, "abandoned"), conv["events"]
-    assert _ended(transfer_media, call_id)["reason"] == "caller_hangup"
+    assert call_ended(transfer_media, call_id)["reason"] == "caller_hangup"
     assert any(e["call_id"] == call_id for e in transfer_media.log_events("media.transfer.failed"))
     # after the apology the caller heard hold music until hanging up: the bot's RTP went on
     [packets] = rec.packets.values()
@@ -150,16 +154,6 @@ async def test_failed_transfer_keeps_the_caller_queued(
 
 def _sipp_messages(workdir: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in workdir.glob("*_messages.log"))
-
-
-def _ended(media: MediaService, call_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while True:
-        ended = [e for e in media.log_events("media.sip.call_ended") if e["call_id"] == call_id]
-        if ended:
-            return dict(ended[0])
-        assert time.monotonic() < deadline, "the call never ended"
-        time.sleep(0.2)
 
 
 async def test_audiosocket_call_goes_back_to_the_dialplan_with_its_target(
@@ -171,7 +165,11 @@ async def test_audiosocket_call_goes_back_to_the_dialplan_with_its_target(
         call.send(0x03, b"0")  # a person, please
         deadline = time.monotonic() + 30
         while call.hangup_at is None and time.monotonic() < deadline:
-            await call.play(silence)
+            try:
+                await call.play(silence)
+            except ConnectionResetError:  # it hung up and closed while we were sending
+                await asyncio.sleep(0.5)  # the reader has the hang-up message by now
+                break
         assert call.hangup_at is not None, "the receptionist never handed the call back"
         told = call.speech_since(call.hangup_at - 6)
         assert len(told) > 4000, "the caller heard the transfer announced"

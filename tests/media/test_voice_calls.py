@@ -28,7 +28,15 @@ from media_server.wer import asterisk_prompts, corpus_word_error_rate
 from media_server.wer_transport import decode_via_transport
 from tests.conftest import bot_for
 from tests.media.callers import speech
-from tests.procs import BotService, MediaService, RasaStack, free_port, running_media
+from tests.procs import (
+    BotService,
+    MediaService,
+    RasaStack,
+    free_port,
+    media_for,
+    running_media,
+    serving,
+)
 
 
 def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
@@ -37,21 +45,12 @@ def speech_8k(voice: PiperSynthesizer, text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def call_bot(rasa: RasaStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotService]:
-    svc = bot_for(rasa, tmp_path_factory.mktemp("voice-bot"))
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+    yield from serving(bot_for(rasa, tmp_path_factory.mktemp("voice-bot")))
 
 
 @pytest.fixture(scope="module")
 def media(call_bot: BotService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaService]:
-    yield from running_media(
-        tmp_path_factory.mktemp("media"),
-        RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
-        RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="30",
-    )
+    yield from media_for(call_bot, tmp_path_factory.mktemp("media"))
 
 
 def conversation_of(media: MediaService, call_sid: str) -> str:
@@ -333,9 +332,9 @@ def impatient_media(
     call_bot: BotService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MediaService]:
     """A media server that reprompts after 1.5 s of silence, once, then says goodbye."""
-    yield from running_media(
+    yield from media_for(
+        call_bot,
         tmp_path_factory.mktemp("impatient-media"),
-        RECEPTIONIST_MEDIA__BOT_URL=call_bot.url,
         RECEPTIONIST_MEDIA__NO_SPEECH_TIMEOUT_S="1.5",
         RECEPTIONIST_MEDIA__MAX_REPROMPTS="1",
     )
