@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,57 @@ class CallerStats:
     late_frames: int = 0  # the sender could not keep real time (overloaded client)
 
 
+class SpeechQueue:
+    """What a simulated caller says: 20 ms frames at real-time pace, the speech queued by
+    :meth:`say` when there is some, silence otherwise (like a phone line)."""
+
+    def __init__(self, stats: CallerStats) -> None:
+        self.stats = stats
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._sent_all = asyncio.Event()
+
+    async def frames(self, running: Callable[[], bool]) -> AsyncIterator[np.ndarray]:
+        start = time.monotonic()
+        n = 0
+        silence = np.zeros(FRAME, dtype=np.int16)
+        while running():
+            delay = start + n * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.1:
+                self.stats.late_frames += 1
+            if len(self._pending):
+                frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
+                if len(frame) < FRAME:
+                    frame = np.concatenate([frame, silence[: FRAME - len(frame)]])
+                if not len(self._pending):
+                    self._sent_all.set()
+            else:
+                frame = silence
+            yield frame
+            self.stats.frames_sent += 1
+            n += 1
+
+    async def say(self, pcm8k: np.ndarray) -> tuple[float, float]:
+        """Speak (queue after what is being said); returns when the last frame was sent,
+        with the monotonic times the speech started and ended being sent."""
+        if len(self._pending):
+            await self._sent_all.wait()
+        self._sent_all.clear()
+        self._pending = np.asarray(pcm8k, dtype=np.int16).copy()
+        started = time.monotonic()
+        await self._sent_all.wait()
+        return started, time.monotonic()
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+
+
 @dataclass
 class TwilioCaller:
     url: str
@@ -50,11 +102,10 @@ class TwilioCaller:
     close_code: int | None = None
 
     def __post_init__(self) -> None:
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._speech = SpeechQueue(self.stats)
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._sent_all = asyncio.Event()
         self.closed = asyncio.Event()
 
     async def __aenter__(self) -> TwilioCaller:
@@ -84,11 +135,7 @@ class TwilioCaller:
         await self.hang_up()
 
     async def hang_up(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -100,45 +147,21 @@ class TwilioCaller:
 
     # -- sending -------------------------------------------------------------------------
     async def _sender(self) -> None:
-        assert self._ws is not None
-        start = time.monotonic()
-        n = 0
-        silence = np.zeros(FRAME, dtype=np.int16)
-        while not self._ws.closed:
-            due = start + n * 0.02
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.1:
-                self.stats.late_frames += 1
-            if len(self._pending):
-                frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-                if len(frame) < FRAME:
-                    frame = np.concatenate([frame, silence[: FRAME - len(frame)]])
-                if not len(self._pending):
-                    self._sent_all.set()
-            else:
-                frame = silence
+        ws = self._ws
+        assert ws is not None
+        async for frame in self._speech.frames(lambda: not ws.closed):
             payload = base64.b64encode(ulaw_encode(frame)).decode()
             try:
-                await self._ws.send_json(
+                await ws.send_json(
                     {"event": "media", "media": {"track": "inbound", "payload": payload}}
                 )
             except (ConnectionError, RuntimeError):
                 return
-            self.stats.frames_sent += 1
-            n += 1
 
     async def say(self, pcm8k: np.ndarray) -> tuple[float, float]:
         """Speak (queue after what is being said); returns when the last frame was sent,
         with the monotonic times the speech started and ended being sent."""
-        if len(self._pending):
-            await self._sent_all.wait()
-        self._sent_all.clear()
-        self._pending = np.asarray(pcm8k, dtype=np.int16).copy()
-        started = time.monotonic()
-        await self._sent_all.wait()
-        return started, time.monotonic()
+        return await self._speech.say(pcm8k)
 
     async def press(self, digit: str) -> None:
         assert self._ws is not None

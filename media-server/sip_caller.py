@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from media_server.audio.codecs import ulaw_decode, ulaw_encode
-from media_server.caller import FRAME, SPEECH_RMS, CallerStats, Received
+from media_server.caller import (
+    FRAME,
+    SPEECH_RMS,
+    CallerStats,
+    Received,
+    SpeechQueue,
+    cancel_all,
+)
 
 T1 = 0.5
 
@@ -47,8 +54,7 @@ class SipCaller:
         self._to_tag = ""
         self._target = f"sip:reception@{host}:{port}"
         self._cseq = 1
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._sent_all = asyncio.Event()
+        self._speech = SpeechQueue(self.stats)
         self._responses: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._sip: asyncio.DatagramTransport | None = None
         self._rtp: asyncio.DatagramTransport | None = None
@@ -92,11 +98,7 @@ class SipCaller:
         await self.hang_up()
 
     async def hang_up(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_all(self._tasks)
         self._tasks = []
         if not self.closed.is_set() and self._to_tag:
             self._cseq += 1
@@ -187,39 +189,14 @@ class SipCaller:
         assert self._rtp is not None and self._remote_rtp is not None
         ssrc = secrets.randbits(32)
         seq, ts = secrets.randbits(16), secrets.randbits(32)
-        start = time.monotonic()
-        n = 0
-        silence = np.zeros(FRAME, dtype=np.int16)
-        while not self.closed.is_set():
-            delay = start + n * 0.02 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.1:
-                self.stats.late_frames += 1
-            if len(self._pending):
-                frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-                if len(frame) < FRAME:
-                    frame = np.concatenate([frame, silence[: FRAME - len(frame)]])
-                if not len(self._pending):
-                    self._sent_all.set()
-            else:
-                frame = silence
-            header = struct.pack(
-                ">BBHII", 0x80, 0, (seq + n) & 0xFFFF, (ts + n * FRAME) % 2**32, ssrc
-            )
+        async for frame in self._speech.frames(lambda: not self.closed.is_set()):
+            header = struct.pack(">BBHII", 0x80, 0, seq & 0xFFFF, ts % 2**32, ssrc)
             self._rtp.sendto(header + ulaw_encode(frame), self._remote_rtp)
-            self.stats.frames_sent += 1
-            n += 1
+            seq, ts = seq + 1, ts + FRAME
 
     async def say(self, pcm8k: np.ndarray) -> tuple[float, float]:
         """Speak; returns when the last frame was sent, with its start and end times."""
-        if len(self._pending):
-            await self._sent_all.wait()
-        self._sent_all.clear()
-        self._pending = np.asarray(pcm8k, dtype=np.int16).copy()
-        started = time.monotonic()
-        await self._sent_all.wait()
-        return started, time.monotonic()
+        return await self._speech.say(pcm8k)
 
     def _first_speech_since(self, t: float) -> float | None:
         i = bisect.bisect_left(self.speech_at, t)
