@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, Literal
@@ -108,8 +108,9 @@ def _load_factory(spec: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _worker_main(conn: Connection, factory: str) -> None:
-    """A worker process: load the recognizer, then answer requests until the pipe closes."""
+def _worker_main(conn: Connection, factory: str, kwargs: dict[str, Any] | None = None) -> None:
+    """A worker process: load the recognizer (``factory(**kwargs)``), then answer requests
+    until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the media server stops its workers itself
     structlog.configure(
         processors=[
@@ -123,7 +124,7 @@ def _worker_main(conn: Connection, factory: str) -> None:
     )
     structlog.contextvars.bind_contextvars(asr_worker=os.getpid())
     try:
-        recognizer = _load_factory(factory)()
+        recognizer = _load_factory(factory)(**(kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -182,7 +183,7 @@ class _Worker:
         self.conn = conn
         self.process = pool.ctx.Process(
             target=_worker_main,
-            args=(child, pool.factory),
+            args=(child, pool.factory, pool.factory_kwargs),
             name=f"asr-worker-{slot}",
             daemon=True,
         )
@@ -321,14 +322,16 @@ class _Worker:
 
 class AsrProcessPool:
     """``size`` worker processes, each with its own copy of the recognizer that
-    ``factory`` (``"module:callable"``) builds. Starting is quick; the workers load their
-    models in parallel (``wait_ready`` waits for them)."""
+    ``factory`` (``"module:callable"``) builds, called with ``factory_kwargs`` (picklable:
+    they travel to the worker, e.g. ``{"profile": "fast"}``). Starting is quick; the
+    workers load their models in parallel (``wait_ready`` waits for them)."""
 
     def __init__(
         self,
         size: int,
         *,
         factory: str = SPHINX_FACTORY,
+        factory_kwargs: Mapping[str, Any] | None = None,
         context: Literal["spawn", "forkserver"] = "spawn",
     ) -> None:
         if size < 1:
@@ -340,6 +343,7 @@ class AsrProcessPool:
             else multiprocessing.get_context("forkserver")
         )
         self.factory = factory
+        self.factory_kwargs: dict[str, Any] = dict(factory_kwargs or {})
         self._lock = threading.Lock()
         self._closed = False
         self._ids = itertools.count(1)

@@ -195,7 +195,9 @@ class RecognizerRegistry:
                 return self._pooled(processes, choice)
             from media_server.asr.sphinx_engine import SphinxRecognizer
 
-            return SphinxRecognizer(is_fallback=choice.fallback)
+            return SphinxRecognizer(
+                is_fallback=choice.fallback, profile=self.settings.media.sphinx_profile
+            )
         if choice.engine == "vosk":
             from media_server.asr.vosk_engine import VoskRecognizer
 
@@ -208,7 +210,11 @@ class RecognizerRegistry:
         """PocketSphinx holds the GIL while decoding: its streams decode in worker
         processes (``media.asr_processes``), one pool for the registry."""
         if self._pool is None:
-            self._pool = AsrProcessPool(processes, factory=SPHINX_FACTORY)
+            self._pool = AsrProcessPool(
+                processes,
+                factory=SPHINX_FACTORY,
+                factory_kwargs={"profile": self.settings.media.sphinx_profile},
+            )
         try:
             self._pool.wait_ready()
         except ModelError:
@@ -217,6 +223,7 @@ class RecognizerRegistry:
         _log().info(
             "media.asr.process_pool",
             engine=choice.engine,
+            profile=self.settings.media.sphinx_profile,
             workers=self._pool.size,
             rss_mb=self._pool.memory(),
         )

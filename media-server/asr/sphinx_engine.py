@@ -28,6 +28,9 @@ wideband one from the model's default.
 A decoder cannot share its model with another one, and each loads in ~0.3 s, so decoders
 are pooled: a closed stream returns its decoder for the next call (the cepstral mean is set
 again by every stream, so one call's audio does not change how the next one is decoded).
+
+Profiles (``media.sphinx_profile``): decoder options that trade accuracy for CPU, see
+:data:`PROFILES`; ``scripts/sphinx_profiles.py`` measures them.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pocketsphinx
@@ -65,6 +68,19 @@ _MIN_LOUD_FRAMES = 6  # ~0.1 s of loud audio
 # default took the WER of first utterances from 0.95 to 0.69 on 40 other prompts.
 TELEPHONE_CMN = "46.39,28.93,-29.22,37.00,-18.88,-1.54,5.77,-18.18,22.67,-13.77,-3.40,6.23,-13.41"
 DEFAULT_SEARCH = "_default"
+
+DecoderOption = bool | int | float | str
+SphinxProfile = Literal["accurate", "fast"]
+# PocketSphinx decoder options (``pocketsphinx.Config`` keys) per profile.
+# fast: on 214 spoken held-out questions over the telephone path, 36% less CPU, intent
+# accuracy 0.715 vs 0.724; on 100 Asterisk prompts 50% less CPU and half the time spent
+# finishing an utterance, WER 0.746 vs 0.730 (scripts/sphinx_profiles.py, nlu-data/README.md
+# has the table). It is the default: that CPU is what lets 8 calls on 2 cores keep up.
+PROFILES: dict[str, dict[str, DecoderOption]] = {
+    "accurate": {},  # PocketSphinx's defaults
+    "fast": {"wbeam": 1e-20, "maxhmmpf": 5000},
+}
+DEFAULT_PROFILE: SphinxProfile = "fast"  # = the default of media.sphinx_profile
 _FILLERS = ("<s>", "</s>", "<sil>")
 _grammar_ids = itertools.count(1)
 
@@ -82,11 +98,22 @@ def _word_text(word: str) -> str | None:
     return word
 
 
-def _new_decoder() -> pocketsphinx.Decoder:
+def decoder_options(
+    profile: SphinxProfile = DEFAULT_PROFILE, overrides: Mapping[str, DecoderOption] | None = None
+) -> dict[str, DecoderOption]:
+    """The decoder options of ``profile``, with ``overrides`` on top."""
+    if profile not in get_args(SphinxProfile):
+        raise ValueError(f"unknown PocketSphinx profile {profile!r}: {', '.join(PROFILES)}")
+    return {**PROFILES[profile], **(overrides or {})}
+
+
+def _new_decoder(options: Mapping[str, DecoderOption]) -> pocketsphinx.Decoder:
     try:
         # FATAL: decoding problems (no hypothesis, audio outside the grammar) are reported
         # as empty results here; PocketSphinx would also print them to stderr.
-        return pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+        return pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **options)
+    except KeyError as exc:  # an option this PocketSphinx does not have
+        raise ValueError(f"unknown PocketSphinx decoder option: {exc}") from exc
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"PocketSphinx could not load its English model: {exc}") from exc
 
@@ -225,17 +252,29 @@ class SphinxStream:
 
 
 class SphinxRecognizer:
-    """PocketSphinx US English. Construction loads one decoder (blocking, ~0.3 s)."""
+    """PocketSphinx US English. Construction loads one decoder (blocking, ~0.3 s).
+
+    ``profile`` picks the decoder options (:data:`PROFILES`); ``options`` (``Config`` keys,
+    e.g. ``{"ds": 2}``) override single ones, for measurements."""
 
     engine = ENGINE
     language = "en"
 
-    def __init__(self, *, is_fallback: bool = False, max_idle: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        is_fallback: bool = False,
+        max_idle: int = 8,
+        profile: SphinxProfile = DEFAULT_PROFILE,
+        options: Mapping[str, DecoderOption] | None = None,
+    ) -> None:
         self.is_fallback = is_fallback
+        self.profile = profile
+        self.options = decoder_options(profile, options)
         self.model_path = Path(pocketsphinx.get_model_path("en-us"))
         self._max_idle = max_idle
         self._lock = threading.Lock()
-        first = _new_decoder()
+        first = _new_decoder(self.options)
         self.default_cmn: str = first.get_cmn()  # the model's wideband initial cepstral mean
         self._idle: list[pocketsphinx.Decoder] = [first]
 
@@ -244,7 +283,7 @@ class SphinxRecognizer:
             if self._idle:
                 return self._idle.pop()
         started = time.perf_counter()
-        dec = _new_decoder()
+        dec = _new_decoder(self.options)
         _log().debug(
             "media.asr.sphinx_decoder_created",
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
