@@ -60,6 +60,10 @@ BACKCHANNELS = frozenset(
 )
 PREROLL_MS = 400
 ASR_BATCH_BYTES = SAMPLE_RATE * SAMPLE_WIDTH // 10  # feed the recognizer 100 ms at a time
+# Silence after the last voiced frame that the recognizer still gets; the rest of the
+# endpointing silence is held back and decoded only if the caller speaks again (a pause,
+# not the end): it is CPU the decoders need most when every caller stops at once.
+ASR_TAIL_S = 0.2
 INPUT_QUEUE_FRAMES = 1500  # 30 s of 20 ms frames; beyond that the call is too far behind
 AGENT_MAX_QUEUED_S = 0.5  # the agent's voice queued for the caller beyond this is dropped
 DIGIT_TIMEOUT_S = 5.0  # keys being collected end after this long without another key
@@ -455,6 +459,7 @@ class VoiceSession:
     async def _listen(self) -> None:
         preroll: deque[bytes] = deque(maxlen=PREROLL_MS // 20)
         pending = bytearray()
+        held = bytearray()  # silence within an utterance beyond ASR_TAIL_S
         speech_start = 0.0
         interrupting = False
         confirmed = False
@@ -499,8 +504,19 @@ class VoiceSession:
                             latency_ms=round((self._stream_seconds - ev.at_s) * 1000),
                         )
             try:
-                pending.extend(pcm)
-                if len(pending) >= ASR_BATCH_BYTES or any(e.kind == "end" for e in events):
+                ended = any(e.kind == "end" for e in events)
+                if ended:
+                    held.clear()  # the silence that ended the utterance is not decoded
+                elif (
+                    self._vad.in_speech
+                    and self._stream_seconds - self._vad.voiced_until_s > ASR_TAIL_S
+                ):
+                    held.extend(pcm)
+                else:
+                    pending.extend(held)  # a pause: the caller goes on
+                    held.clear()
+                    pending.extend(pcm)
+                if len(pending) >= ASR_BATCH_BYTES or ended:
                     data, pending = bytes(pending), bytearray()
                     partial = await self._asr(self._timed_accept, stream, data)
                     if partial is not None and partial.text and not self._sensitive:
@@ -569,6 +585,7 @@ class VoiceSession:
                     self._playout.resume()
                 interrupting = False
                 pending = bytearray()
+                held.clear()
                 lost = self._vad.in_speech
                 if not lost:
                     self._events.put_nowait(_AsrLost(recovered=True))

@@ -183,6 +183,44 @@ async def test_in_band_key_press_reaches_the_bot(media: MediaService, call_bot: 
     assert keyed[0]["voice"]["dtmf"] == "5"
 
 
+def trimmed(pcm: np.ndarray, floor: int = 100) -> np.ndarray:
+    """``pcm`` without Piper's leading and trailing near-silence (below ~-50 dBFS)."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > floor)
+    return pcm[loud[0] : loud[-1] + 1] if loud.size else pcm[:0]
+
+
+async def test_pause_keeps_the_sentence_whole_and_end_silence_is_not_decoded(
+    media: MediaService, call_bot: BotService, voice: PiperSynthesizer
+) -> None:
+    """A pause shorter than the endpointing silence keeps one utterance (the held-back
+    silence is decoded when the caller goes on), and of the silence that ends it only
+    ASR_TAIL_S reaches the recognizer, so it gets ~0.3 s less audio than it used to."""
+    first = trimmed(speech_8k(voice, "Where are you located"))
+    second = trimmed(speech_8k(voice, "and what are your opening hours?"))
+    pause = np.zeros(int(0.35 * 8000), dtype=np.int16)  # < trailing_silence_ms (500)
+    question = np.concatenate([first, pause, second])
+    async with aiohttp.ClientSession() as http:
+
+        async def asr_audio_s() -> float:
+            async with http.get(media.url + "/stats") as r:
+                return float((await r.json())["asr_audio_s"])
+
+        async with TwilioCaller(media.ws + "/media/twilio") as caller:
+            await greeted(caller)
+            before = await asr_audio_s()
+            _, end = await caller.say(question)
+            await caller.wait_speech(end, timeout=30)
+            fed = await asr_audio_s() - before
+            sid = caller.call_sid
+    spoken = len(question) / 8000
+    # the preroll (at most PREROLL_MS) + the speech + ASR_TAIL_S, and 20 ms frames
+    assert spoken < fed <= spoken + 0.4 + 0.2 + 0.05, (fed, spoken)
+    conv = closed_eventually(call_bot, conversation_of(media, sid))
+    users = [t for t in conv["transcript"] if t["role"] == "user"]
+    assert len(users) == 1, users  # one utterance across the pause
+    assert "hours" in users[0]["text"] or "opening" in users[0]["text"], users[0]["text"]
+
+
 async def test_caller_interrupting_stops_the_bot_and_a_backchannel_does_not(
     media: MediaService, call_bot: BotService, voice: PiperSynthesizer
 ) -> None:
