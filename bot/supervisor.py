@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -187,6 +188,28 @@ def _raise_if_exited(procs: list[ManagedProcess]) -> None:
             )
 
 
+# Asked of every Rasa server once it has loaded its model: intent, dialogue policies and a
+# custom action (the opening hours), so none of them is first used by a caller.
+WARM_UP_TEXT = "what are your opening hours"
+
+
+async def _warm_rasa(settings: Settings, http: aiohttp.ClientSession) -> None:
+    """One message through each Rasa server and the action server. Rasa builds its
+    TensorFlow graphs on the first message it handles (~0.5 s on 2 cores), which the first
+    caller would otherwise wait for. A failure here is only reported: the servers are up."""
+    for url in settings.rasa.urls:
+        started = time.monotonic()
+        try:
+            await RasaClient(http, url, settings.rasa_token(), 60).send_message(
+                f"warm-up-{secrets.token_hex(4)}", WARM_UP_TEXT
+            )
+        except RasaError as exc:
+            print(f"[up] warming up Rasa at {url} failed: {exc.message}", file=sys.stderr)
+            continue
+        took = time.monotonic() - started
+        print(f"[up] Rasa at {url} warmed up in {took:.1f}s", file=sys.stderr, flush=True)
+
+
 async def _wait_rasa(settings: Settings, procs: list[ManagedProcess]) -> float:
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
@@ -206,6 +229,7 @@ async def _wait_rasa(settings: Settings, procs: list[ManagedProcess]) -> float:
                 if st.get("model_file"):
                     elapsed = time.monotonic() - started
                     print(f" ready in {elapsed:.1f}s", file=sys.stderr, flush=True)
+                    await _warm_rasa(settings, http)
                     return elapsed
             except RasaError:
                 pass

@@ -47,6 +47,8 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, rasa_model: Path, servers: 
         assert f"{base}/api/v1/openapi.json" in out
         assert f"{base}/readyz" in out
         assert re.search(r"ready in \d+\.\d+s", out)
+        for url in settings.rasa.urls:  # each served a first message before any caller
+            assert re.search(rf"Rasa at {re.escape(url)} warmed up in \d+\.\d+s", out), out
         media = f"127.0.0.1:{settings.media.port}"
         assert f"ws://{media}/media/browser" in out
         assert f"ws://{media}/media/twilio" in out
