@@ -74,8 +74,8 @@ SphinxProfile = Literal["accurate", "fast"]
 # PocketSphinx decoder options (``pocketsphinx.Config`` keys) per profile.
 # fast: on 214 spoken held-out questions over the telephone path, 36% less CPU, intent
 # accuracy 0.715 vs 0.724; on 100 Asterisk prompts 50% less CPU and half the time spent
-# finishing an utterance, WER 0.746 vs 0.730 (scripts/sphinx_profiles.py, nlu-data/README.md
-# has the table). It is the default: that CPU is what lets 8 calls on 2 cores keep up.
+# finishing an utterance, WER 0.746 vs 0.730 (scripts/sphinx_profiles.py; the README shows
+# the capacity it buys). It is the default: that CPU is what lets 8 calls on 2 cores keep up.
 PROFILES: dict[str, dict[str, DecoderOption]] = {
     "accurate": {},  # PocketSphinx's defaults
     "fast": {"wbeam": 1e-20, "maxhmmpf": 5000},
