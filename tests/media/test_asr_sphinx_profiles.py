@@ -4,15 +4,13 @@ telephone speech (Asterisk prompts, through scripts/sphinx_profiles.py's telepho
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, get_args
+from typing import get_args
 
 import pytest
 
-from bot.config import MediaSettings, Settings, load_settings
+from bot.config import MediaSettings
 from media_server.asr.process_pool import AsrProcessPool, PooledRecognizer
 from media_server.asr.registry import RecognizerRegistry
 from media_server.asr.sphinx_engine import (
@@ -24,6 +22,7 @@ from media_server.asr.sphinx_engine import (
 )
 from media_server.models_catalogue import ModelError
 from media_server.wer import SOUNDS_DIR, corpus_word_error_rate
+from tests.media.support import load_script, make_settings
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sphinx_profiles.py"
 # Prompts the default profile decodes well (tests/media/test_wer.py).
@@ -33,31 +32,14 @@ PROMPTS = [
 ]
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sphinx_profiles", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    return load_script()
+    return load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")
 def fast() -> SphinxRecognizer:
     return SphinxRecognizer(profile="fast")
-
-
-def make_settings(home: Path, monkeypatch: pytest.MonkeyPatch, **media: Any) -> Settings:
-    for key in list(os.environ):
-        if key.startswith("RECEPTIONIST_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("RECEPTIONIST_HOME", str(home))
-    media.setdefault("model_dir", home / "models")
-    return load_settings(None, data_dir=home / "var", media=media)
 
 
 def test_profiles_match_the_setting() -> None:

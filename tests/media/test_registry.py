@@ -4,25 +4,14 @@ catalogue model (Vosk first) > PocketSphinx for English, announced as a fallback
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from bot.config import Settings, load_settings
 from media_server.asr.registry import RecognizerRegistry, UnknownLanguageError
 from media_server.models_catalogue import ModelError, write_selection
-
-
-def make_settings(home: Path, monkeypatch: pytest.MonkeyPatch, **media: Any) -> Settings:
-    for key in list(os.environ):
-        if key.startswith("RECEPTIONIST_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("RECEPTIONIST_HOME", str(home))
-    media.setdefault("model_dir", home / "models")
-    return load_settings(None, data_dir=home / "var", media=media)
+from tests.media.support import make_settings
 
 
 def fake_vosk_model(path: Path) -> Path:

@@ -3,11 +3,9 @@ scripts/asr_wer.py on one of them."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import wave
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -20,6 +18,7 @@ from media_server.wer import (
     word_error_rate,
     word_errors,
 )
+from tests.media.support import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "asr_wer.py"
 
@@ -65,16 +64,8 @@ def test_asterisk_prompts_have_audio_and_spoken_transcripts() -> None:
         asterisk_prompts(transcripts=Path("/nonexistent.txt.gz"))
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("asr_wer", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_decodes_telephone_prompts_directly() -> None:
-    script = load_script()
+    script = load_script(SCRIPT)
     assert "direct" in script.MODES
     path = SOUNDS_DIR / "cannot-complete-as-dialed.wav"  # "Your call cannot be completed…"
     pcm = script.read_wav_16k(path)
@@ -105,7 +96,7 @@ def test_script_runs_end_to_end(
             monkeypatch.delenv(key)
     monkeypatch.setenv("RECEPTIONIST_HOME", str(tmp_path))
     monkeypatch.setenv("RECEPTIONIST_MEDIA__MODEL_DIR", str(tmp_path / "none"))
-    assert load_script().main(["--limit", "2", "--min-words", "1", "--quiet"]) == 0
+    assert load_script(SCRIPT).main(["--limit", "2", "--min-words", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "engine pocketsphinx (FALLBACK)" in out
     assert "corpus WER" in out and "real-time factor" in out
